@@ -1,0 +1,88 @@
+//! AWS KMS: describing the key that encrypts the outputs.
+
+use aws_sdk_kms::types::{KeyManagerType, KeySpec, KeyState, KeyUsageType};
+
+use super::AwsError;
+
+/// What `kms:DescribeKey` reports about a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyDescription {
+    /// Key ARN, also when the request named an alias.
+    pub arn: String,
+    pub account_id: String,
+    pub state: String,
+    pub usage: String,
+    pub spec: String,
+    /// `AWS` for AWS managed keys such as `aws/s3`, `CUSTOMER` otherwise.
+    pub manager: String,
+}
+
+impl KeyDescription {
+    pub fn is_aws_managed(&self) -> bool {
+        self.manager == KeyManagerType::Aws.as_str()
+    }
+
+    pub fn is_symmetric_encryption_key(&self) -> bool {
+        self.usage == KeyUsageType::EncryptDecrypt.as_str()
+            && self.spec == KeySpec::SymmetricDefault.as_str()
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.state == KeyState::Enabled.as_str()
+    }
+}
+
+#[async_trait::async_trait]
+pub trait Kms: Send + Sync {
+    /// Describes a key by key ARN, alias ARN, key id or alias name.
+    async fn describe_key(&self, region: &str, key_id: &str) -> Result<KeyDescription, AwsError>;
+}
+
+/// [`Kms`] over the AWS SDK, one client per region.
+pub struct KmsClient {
+    config: aws_config::SdkConfig,
+}
+
+impl KmsClient {
+    pub fn new(config: aws_config::SdkConfig) -> Self {
+        Self { config }
+    }
+
+    fn client(&self, region: &str) -> aws_sdk_kms::Client {
+        let config = aws_sdk_kms::config::Builder::from(&self.config)
+            .region(aws_sdk_kms::config::Region::new(region.to_string()))
+            .build();
+        aws_sdk_kms::Client::from_conf(config)
+    }
+}
+
+#[async_trait::async_trait]
+impl Kms for KmsClient {
+    async fn describe_key(&self, region: &str, key_id: &str) -> Result<KeyDescription, AwsError> {
+        let output = self
+            .client(region)
+            .describe_key()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk("DescribeKey", error))?;
+        let metadata = output.key_metadata();
+        let text = |value: Option<&str>| value.unwrap_or_default().to_string();
+        Ok(KeyDescription {
+            arn: text(metadata.and_then(|m| m.arn())),
+            account_id: text(metadata.and_then(|m| m.aws_account_id())),
+            state: text(metadata.and_then(|m| m.key_state()).map(KeyState::as_str)),
+            usage: text(
+                metadata
+                    .and_then(|m| m.key_usage())
+                    .map(KeyUsageType::as_str),
+            ),
+            spec: text(metadata.and_then(|m| m.key_spec()).map(KeySpec::as_str)),
+            manager: text(
+                metadata
+                    .and_then(|m| m.key_manager())
+                    .map(KeyManagerType::as_str),
+            ),
+        })
+    }
+}

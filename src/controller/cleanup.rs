@@ -1,0 +1,46 @@
+//! Finalizer cleanup: cancel a job that is still running, unless told to orphan it.
+
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+
+use super::patch::publish;
+use super::{Context, Error, Result};
+use crate::api::{DeletionPolicy, MediaConvertJob};
+use crate::aws::CancelOutcome;
+
+/// Runs when the resource is being deleted. The finalizer is released as soon as
+/// MediaConvert accepted the cancellation; the operator does not wait for `CANCELED`.
+pub async fn cleanup(job: &MediaConvertJob, context: &Context) -> Result<Action> {
+    let status = job.status_or_default();
+    let Some(job_id) = status.job_id.as_deref() else {
+        return Ok(Action::await_change());
+    };
+    if status.phase.is_some_and(|phase| phase.is_terminal()) {
+        return Ok(Action::await_change());
+    }
+    if job.spec.deletion_policy == DeletionPolicy::Orphan {
+        let note = format!("Left MediaConvert job {job_id} running, as deletionPolicy is Orphan");
+        publish(context, job, false, "Orphaned", note).await;
+        return Ok(Action::await_change());
+    }
+
+    let region = context.checker.region_of(&job.spec);
+    let outcome = context
+        .mediaconvert
+        .cancel_job(&region, job_id)
+        .await
+        .map_err(|source| Error::MediaConvert {
+            name: job.name_any(),
+            source,
+        })?;
+    let note = match outcome {
+        CancelOutcome::Canceled => format!("Canceled MediaConvert job {job_id}"),
+        CancelOutcome::AlreadyFinished => format!("MediaConvert job {job_id} had already finished"),
+        CancelOutcome::NotFound => {
+            format!("MediaConvert no longer knows job {job_id}; nothing to cancel")
+        }
+    };
+    tracing::info!(job_id, ?outcome, "Released job on deletion");
+    publish(context, job, false, "Canceled", note).await;
+    Ok(Action::await_change())
+}

@@ -1,0 +1,262 @@
+//! The `MediaConvertJob` controller: validate, submit once, follow, clean up.
+
+mod cleanup;
+mod follow;
+mod patch;
+pub mod status;
+mod submit;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::finalizer::{self, Event as FinalizerEvent};
+use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, predicates, reflector, watcher};
+use kube::{Api, Client, ResourceExt};
+use thiserror::Error;
+
+use crate::api::MediaConvertJob;
+use crate::aws::{AwsError, ErrorClass, MediaConvert};
+use crate::validate::Checker;
+
+/// Finalizer that lets the operator cancel a running job before its resource goes away.
+pub const FINALIZER: &str = "mediaconvert.operators.dev/cancel-job";
+
+/// Field manager of the operator's status writes.
+pub const MANAGER: &str = "mediaconvert-operator";
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("failed to write status of {name}: {source}")]
+    WriteStatus {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("failed to read {name} before submission: {source}")]
+    ReadFresh {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("failed to call MediaConvert for {name}: {source}")]
+    MediaConvert {
+        name: String,
+        #[source]
+        source: AwsError,
+    },
+
+    #[error("failed to validate {name}: {source}")]
+    Validate {
+        name: String,
+        #[source]
+        source: AwsError,
+    },
+
+    #[error("finalizer of {name} failed: {source}")]
+    Finalizer {
+        name: String,
+        #[source]
+        source: Box<finalizer::Error<Error>>,
+    },
+}
+
+impl Error {
+    /// Short PascalCase category, used as Event reason and in logs.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::WriteStatus { .. } => "StatusWriteFailed",
+            Error::ReadFresh { .. } => "ReadFailed",
+            Error::MediaConvert { .. } => "MediaConvertCallFailed",
+            Error::Validate { .. } => "ValidationCallFailed",
+            Error::Finalizer { .. } => "FinalizerFailed",
+        }
+    }
+
+    fn is_throttled(&self) -> bool {
+        matches!(
+            self,
+            Error::MediaConvert { source, .. } | Error::Validate { source, .. }
+                if source.class == ErrorClass::Throttled
+        )
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Tunables of the controller.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How often a queued or running job is read from MediaConvert.
+    pub poll_interval: Duration,
+    /// First retry delay after a failure; it doubles per consecutive failure.
+    pub retry_base: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// Reconciles that may run at once.
+    pub concurrency: u16,
+}
+
+/// State shared by all reconciles.
+pub struct Context {
+    pub client: Client,
+    pub mediaconvert: Arc<dyn MediaConvert>,
+    pub checker: Checker,
+    pub recorder: Recorder,
+    pub settings: Settings,
+    /// Consecutive failures per object UID, for growing backoff that resets on success.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        mediaconvert: Arc<dyn MediaConvert>,
+        checker: Checker,
+        settings: Settings,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            mediaconvert,
+            checker,
+            settings,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Delay before the next retry of `uid`, growing with each consecutive failure.
+    fn next_backoff(&self, uid: &str) -> Duration {
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = failures.entry(uid.to_string()).or_default();
+        *count = count.saturating_add(1);
+        let factor = 2u32.saturating_pow(count.saturating_sub(1).min(16));
+        let delay = self
+            .settings
+            .retry_base
+            .saturating_mul(factor)
+            .min(self.settings.retry_max);
+        jitter(delay)
+    }
+
+    fn reset_backoff(&self, uid: &str) {
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        failures.remove(uid);
+    }
+}
+
+/// Adds up to 10 % of random delay so that many objects failing together do not retry
+/// in lockstep.
+fn jitter(delay: Duration) -> Duration {
+    let spread = delay.as_millis() as u64 / 10;
+    if spread == 0 {
+        return delay;
+    }
+    let random = uuid::Uuid::new_v4().as_u128() as u64 % spread;
+    delay + Duration::from_millis(random)
+}
+
+/// Runs the controller until the process receives a shutdown signal.
+pub async fn run(context: Arc<Context>, namespace: Option<String>) {
+    let jobs: Api<MediaConvertJob> = match &namespace {
+        Some(namespace) => Api::namespaced(context.client.clone(), namespace),
+        None => Api::all(context.client.clone()),
+    };
+    let config = ControllerConfig::default().concurrency(context.settings.concurrency);
+    // Only spec edits (generation) and finalizer changes start a reconcile. The operator's
+    // own status writes do not, so a status patch never feeds back into another pass;
+    // polling of running jobs is driven by requeue instead.
+    let (reader, writer) = reflector::store();
+    let changes = watcher(jobs, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation.combine(predicates::finalizers),
+            PredicateConfig::default(),
+        );
+    Controller::for_stream(changes, reader)
+        .with_config(config)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(object = %object, "Reconciled"),
+                Err(error) => tracing::debug!(%error, "Reconcile failed"),
+            }
+        })
+        .await;
+}
+
+/// Reconciles one resource: the finalizer wraps the apply and cleanup steps.
+#[tracing::instrument(skip_all, fields(namespace = job.namespace(), name = %job.name_any()))]
+async fn reconcile(job: Arc<MediaConvertJob>, context: Arc<Context>) -> Result<Action> {
+    let namespace = job.namespace().unwrap_or_default();
+    let api: Api<MediaConvertJob> = Api::namespaced(context.client.clone(), &namespace);
+    let name = job.name_any();
+
+    finalizer::finalizer(&api, FINALIZER, job, |event| async {
+        match event {
+            FinalizerEvent::Apply(job) => apply(&job, &api, &context).await,
+            FinalizerEvent::Cleanup(job) => cleanup::cleanup(&job, &context).await,
+        }
+    })
+    .await
+    .map_err(|source| Error::Finalizer {
+        name,
+        source: Box::new(source),
+    })
+}
+
+/// The apply steps, in order: follow a submitted job, or validate and submit a new one.
+async fn apply(
+    job: &MediaConvertJob,
+    api: &Api<MediaConvertJob>,
+    context: &Context,
+) -> Result<Action> {
+    let status = job.status_or_default();
+
+    // A job MediaConvert knows is only followed; its spec can no longer change.
+    if let Some(job_id) = status.job_id.as_deref() {
+        return follow::follow(job, job_id, api, context).await;
+    }
+
+    // A recorded token without a job id means a submission may have reached MediaConvert:
+    // repeat it with the same token instead of validating again.
+    if status.submission_token.is_some() {
+        return submit::resume(job, api, context).await;
+    }
+
+    // An invalid spec waits for an edit, unless the fix is expected in AWS.
+    if submit::is_settled_invalid(job) {
+        return Ok(Action::await_change());
+    }
+
+    submit::validate_and_submit(job, api, context).await
+}
+
+/// Requeues a failed reconcile with a per-object growing delay.
+fn error_policy(job: Arc<MediaConvertJob>, error: &Error, context: Arc<Context>) -> Action {
+    let delay = context.next_backoff(&job.uid().unwrap_or_default());
+    if error.is_throttled() {
+        tracing::info!(%error, delay_ms = delay.as_millis() as u64, "AWS throttled the request; retrying");
+    } else {
+        tracing::warn!(%error, category = error.category(), delay_ms = delay.as_millis() as u64, "Reconcile failed; retrying");
+    }
+    Action::requeue(delay)
+}

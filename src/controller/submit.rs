@@ -1,0 +1,330 @@
+//! Validation and exactly-once submission of a new job.
+
+use std::collections::BTreeMap;
+
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+
+use super::patch::{now, publish, write_status};
+use super::status::{apply_snapshot, bounded, set_condition, set_outcome_conditions};
+use super::{Context, Error, Result};
+use crate::api::{
+    ConditionReason, ConditionType, JobPhase, MediaConvertJob, MediaConvertJobStatus,
+    ValidationPolicy, ValidationStatus,
+};
+use crate::aws::{ErrorClass, JobRequest};
+use crate::validate::offline::RESERVED_METADATA_PREFIX;
+use crate::validate::{Finding, ValidatedJob, Verdict};
+
+/// Reasons whose fix is a spec edit; the others are retried, because IAM, KMS or S3 may
+/// change without the resource changing.
+const SPEC_REASONS: [ConditionReason; 4] = [
+    ConditionReason::SpecInvalid,
+    ConditionReason::SettingsInvalid,
+    ConditionReason::EncryptionConflict,
+    ConditionReason::CreateJobRejected,
+];
+
+/// Reports whether the resource is Invalid for its current spec for a reason only an edit
+/// can fix.
+pub fn is_settled_invalid(job: &MediaConvertJob) -> bool {
+    let Some(status) = &job.status else {
+        return false;
+    };
+    let failed_reason = status
+        .conditions
+        .iter()
+        .find(|condition| condition.type_ == ConditionType::Failed.to_string())
+        .map(|condition| condition.reason.as_str());
+    status.phase == Some(JobPhase::Invalid)
+        && status.observed_generation == job.metadata.generation
+        && SPEC_REASONS
+            .iter()
+            .any(|reason| failed_reason == Some(reason.to_string().as_str()))
+}
+
+/// Runs the checks and submits the job when they allow it.
+pub async fn validate_and_submit(
+    job: &MediaConvertJob,
+    api: &Api<MediaConvertJob>,
+    context: &Context,
+) -> Result<Action> {
+    let outcome = context
+        .checker
+        .run(&job.spec)
+        .await
+        .map_err(|source| Error::Validate {
+            name: job.name_any(),
+            source,
+        })?;
+    let generation = job.metadata.generation;
+    let mut status = job.status_or_default();
+    status.observed_generation = generation;
+    status.validation = Some(ValidationStatus {
+        checked_at: Some(now()),
+        checks: outcome.checks,
+    });
+
+    match outcome.verdict {
+        Verdict::Reject { finding, retry } => {
+            reject(job, api, context, status, finding, retry).await
+        }
+        Verdict::Submit(validated) => {
+            let (reason, message) = validated_reason(job.spec.validation, &validated.warnings);
+            set_condition(
+                &mut status.conditions,
+                ConditionType::Validated,
+                true,
+                reason,
+                &message,
+                generation,
+            );
+            for warning in &validated.warnings {
+                publish(
+                    context,
+                    job,
+                    true,
+                    &warning.reason.to_string(),
+                    warning.message.clone(),
+                )
+                .await;
+            }
+            submit(job, api, context, status, &validated).await
+        }
+    }
+}
+
+fn validated_reason(policy: ValidationPolicy, warnings: &[Finding]) -> (ConditionReason, String) {
+    match (policy, warnings.is_empty()) {
+        (ValidationPolicy::Skip, _) => (
+            ConditionReason::ChecksSkipped,
+            "checks that call AWS were skipped".into(),
+        ),
+        (_, true) => (ConditionReason::ChecksPassed, "all checks passed".into()),
+        (_, false) => {
+            let names: Vec<String> = warnings.iter().map(|w| w.check.to_string()).collect();
+            (
+                ConditionReason::ChecksFailedWarn,
+                format!("submitted despite failed checks {names:?}, as validation is Warn"),
+            )
+        }
+    }
+}
+
+/// Records a rejection. A rejection whose fix lies in AWS is retried with backoff.
+async fn reject(
+    job: &MediaConvertJob,
+    api: &Api<MediaConvertJob>,
+    context: &Context,
+    mut status: MediaConvertJobStatus,
+    finding: Finding,
+    retry: bool,
+) -> Result<Action> {
+    let generation = job.metadata.generation;
+    let previous_reason = condition_reason(job, ConditionType::Validated);
+    status.phase = Some(JobPhase::Invalid);
+    status.error_message = Some(bounded(&finding.message));
+    set_condition(
+        &mut status.conditions,
+        ConditionType::Validated,
+        false,
+        finding.reason,
+        &finding.message,
+        generation,
+    );
+    set_condition(
+        &mut status.conditions,
+        ConditionType::Submitted,
+        false,
+        finding.reason,
+        "not submitted",
+        generation,
+    );
+    set_outcome_conditions(
+        &mut status,
+        JobPhase::Invalid,
+        finding.reason,
+        &finding.message,
+        generation,
+    );
+    write_status(api, job, &status, false).await?;
+
+    // One Event per distinct outcome, not one per retry.
+    if previous_reason.as_deref() != Some(finding.reason.to_string().as_str()) {
+        tracing::warn!(check = %finding.check, reason = %finding.reason, message = %finding.message, "Job failed validation");
+        publish(
+            context,
+            job,
+            true,
+            &finding.reason.to_string(),
+            finding.message.clone(),
+        )
+        .await;
+    }
+    if retry {
+        Ok(Action::requeue(
+            context.next_backoff(&job.uid().unwrap_or_default()),
+        ))
+    } else {
+        Ok(Action::await_change())
+    }
+}
+
+fn condition_reason(job: &MediaConvertJob, kind: ConditionType) -> Option<String> {
+    let status = job.status.as_ref()?;
+    status
+        .conditions
+        .iter()
+        .find(|condition| condition.type_ == kind.to_string() && condition.status == "False")
+        .map(|condition| condition.reason.clone())
+}
+
+/// Records a submission token, then calls `CreateJob` with it.
+///
+/// The token is written on a freshly read object with a `resourceVersion` precondition, so
+/// two reconciles working from stale copies cannot both pass this point.
+async fn submit(
+    job: &MediaConvertJob,
+    api: &Api<MediaConvertJob>,
+    context: &Context,
+    mut status: MediaConvertJobStatus,
+    validated: &ValidatedJob,
+) -> Result<Action> {
+    let fresh = api
+        .get(&job.name_any())
+        .await
+        .map_err(|source| Error::ReadFresh {
+            name: job.name_any(),
+            source,
+        })?;
+    let fresh_status = fresh.status_or_default();
+    if fresh_status.job_id.is_some() || fresh_status.submission_token.is_some() {
+        // Another pass already got further; continue from the fresh state.
+        return Ok(Action::requeue(std::time::Duration::from_secs(1)));
+    }
+
+    let token = uuid::Uuid::new_v4().to_string();
+    status.submission_token = Some(token);
+    status.phase = Some(JobPhase::Submitting);
+    status.error_message = None;
+    status.encryption = Some(validated.encryption.clone());
+    let generation = job.metadata.generation;
+    set_condition(
+        &mut status.conditions,
+        ConditionType::Submitted,
+        false,
+        ConditionReason::Submitting,
+        "calling CreateJob",
+        generation,
+    );
+    set_outcome_conditions(
+        &mut status,
+        JobPhase::Submitting,
+        ConditionReason::JobNotFinished,
+        "",
+        generation,
+    );
+    write_status(api, &fresh, &status, true).await?;
+
+    create(job, api, context, status, validated).await
+}
+
+/// Repeats an interrupted submission with its recorded token, which makes MediaConvert
+/// return the job it may already have created instead of creating a second one.
+pub async fn resume(
+    job: &MediaConvertJob,
+    api: &Api<MediaConvertJob>,
+    context: &Context,
+) -> Result<Action> {
+    let status = job.status_or_default();
+    let resolved_key = status
+        .encryption
+        .as_ref()
+        .and_then(|e| e.kms_key_arn.clone());
+    match context.checker.rebuild(&job.spec, resolved_key.as_deref()) {
+        Ok(validated) => create(job, api, context, status, &validated).await,
+        // The spec passed these checks before the token was written and cannot have
+        // changed in between without a new generation; treat a failure as a rejection.
+        Err(finding) => reject(job, api, context, status, finding, false).await,
+    }
+}
+
+async fn create(
+    job: &MediaConvertJob,
+    api: &Api<MediaConvertJob>,
+    context: &Context,
+    mut status: MediaConvertJobStatus,
+    validated: &ValidatedJob,
+) -> Result<Action> {
+    let Some(token) = status.submission_token.clone() else {
+        return Ok(Action::await_change());
+    };
+    let request = job_request(job, validated, token);
+    let generation = job.metadata.generation;
+    match context.mediaconvert.create_job(&request).await {
+        Ok(snapshot) => {
+            apply_snapshot(&mut status, &snapshot, generation);
+            write_status(api, job, &status, false).await?;
+            context.reset_backoff(&job.uid().unwrap_or_default());
+            tracing::info!(job_id = %snapshot.id, region = %validated.region, "Submitted job");
+            let note = format!(
+                "Submitted MediaConvert job {} in {}",
+                snapshot.id, validated.region
+            );
+            publish(context, job, false, "Submitted", note).await;
+            Ok(Action::requeue(context.settings.poll_interval))
+        }
+        Err(error) if error.class == ErrorClass::Invalid => {
+            // A bad request created no job, so the token can go and an edit starts over.
+            let message = format!("MediaConvert rejected CreateJob: {}", error.message);
+            status.submission_token = None;
+            status.phase = Some(JobPhase::Invalid);
+            status.error_message = Some(bounded(&error.message));
+            let reason = ConditionReason::CreateJobRejected;
+            set_condition(
+                &mut status.conditions,
+                ConditionType::Submitted,
+                false,
+                reason,
+                &message,
+                generation,
+            );
+            set_outcome_conditions(&mut status, JobPhase::Invalid, reason, &message, generation);
+            write_status(api, job, &status, false).await?;
+            tracing::warn!(%error, "MediaConvert rejected the job");
+            publish(context, job, true, &reason.to_string(), message).await;
+            Ok(Action::await_change())
+        }
+        Err(source) => Err(Error::MediaConvert {
+            name: job.name_any(),
+            source,
+        }),
+    }
+}
+
+/// Builds the `CreateJob` request. The resource's namespace, name and UID travel in user
+/// metadata, so a job can be traced back to, and found again for, its resource.
+fn job_request(job: &MediaConvertJob, validated: &ValidatedJob, token: String) -> JobRequest {
+    let spec = &job.spec;
+    let mut user_metadata: BTreeMap<String, String> = spec.user_metadata.clone();
+    let identity = [
+        ("namespace", job.namespace().unwrap_or_default()),
+        ("name", job.name_any()),
+        ("uid", job.uid().unwrap_or_default()),
+    ];
+    for (key, value) in identity {
+        user_metadata.insert(format!("{RESERVED_METADATA_PREFIX}{key}"), value);
+    }
+    JobRequest {
+        region: validated.region.clone(),
+        role: spec.role.clone(),
+        queue: spec.queue.clone(),
+        job_template: spec.job_template.clone(),
+        priority: spec.priority,
+        user_metadata,
+        tags: spec.tags.clone(),
+        client_request_token: token,
+        settings: validated.settings.json.clone(),
+    }
+}

@@ -1,0 +1,99 @@
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use mediaconvert_operator::aws::{KmsClient, MediaConvertClient, S3Client};
+use mediaconvert_operator::controller::{self, Context};
+use mediaconvert_operator::telemetry::{self, LogFormat};
+use mediaconvert_operator::validate::Checker;
+
+/// Kubernetes operator for AWS Elemental MediaConvert jobs with encrypted outputs.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller against the cluster of the current kubeconfig or service account.
+    Run(RunArgs),
+    /// Print the MediaConvertJob CustomResourceDefinition as YAML.
+    Crd,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// AWS region for jobs that set no spec.region.
+    #[arg(long, env = "MCO_DEFAULT_REGION", default_value = "us-east-1")]
+    default_region: String,
+
+    /// Watch only this namespace; all namespaces when unset.
+    #[arg(long, env = "MCO_NAMESPACE")]
+    namespace: Option<String>,
+
+    /// Seconds between reads of a queued or running job.
+    #[arg(long, env = "MCO_POLL_INTERVAL_SECONDS", default_value_t = 15)]
+    poll_interval_seconds: u64,
+
+    /// Seconds before the first retry after a failure; doubles per consecutive failure.
+    #[arg(long, env = "MCO_RETRY_BASE_SECONDS", default_value_t = 5)]
+    retry_base_seconds: u64,
+
+    /// Maximum seconds between retries.
+    #[arg(long, env = "MCO_RETRY_MAX_SECONDS", default_value_t = 300)]
+    retry_max_seconds: u64,
+
+    /// Resources reconciled at the same time.
+    #[arg(long, env = "MCO_CONCURRENCY", default_value_t = 8)]
+    concurrency: u16,
+
+    /// Log format.
+    #[arg(long, env = "MCO_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd => {
+            print!("{}", mediaconvert_operator::crd_yaml());
+            Ok(())
+        }
+        Command::Run(args) => run(args).await,
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    telemetry::init(args.log_format);
+    // The SDK's default chain supplies credentials (IRSA, Pod Identity, environment) and
+    // honours AWS_ENDPOINT_URL and its per-service variants.
+    let aws = aws_config::load_from_env().await;
+    let client = kube::Client::try_default().await?;
+
+    let checker = Checker::new(
+        Arc::new(KmsClient::new(aws.clone())),
+        Arc::new(S3Client::new(&aws)),
+        args.default_region.clone(),
+    );
+    let settings = controller::Settings {
+        poll_interval: Duration::from_secs(args.poll_interval_seconds.max(1)),
+        retry_base: Duration::from_secs(args.retry_base_seconds.max(1)),
+        retry_max: Duration::from_secs(args.retry_max_seconds.max(1)),
+        concurrency: args.concurrency.max(1),
+    };
+    let context = Arc::new(Context::new(
+        client,
+        Arc::new(MediaConvertClient::new(aws)),
+        checker,
+        settings,
+    ));
+    tracing::info!(default_region = %args.default_region, namespace = ?args.namespace, "Starting controller");
+    controller::run(context, args.namespace).await;
+    tracing::info!("Controller stopped");
+    Ok(())
+}
