@@ -305,7 +305,7 @@ fn group_name(group: &Value, index: usize) -> String {
         .unwrap_or_else(|| format!("OutputGroups[{index}]"))
 }
 
-/// The `...GroupSettings` object of a group that names a destination.
+/// Returns the `...GroupSettings` object of a group that names a destination.
 fn group_settings_with_destination(group: &Value) -> Option<&Map<String, Value>> {
     let settings = group.get("outputGroupSettings")?.as_object()?;
     GROUP_SETTINGS_WITH_DESTINATION

@@ -32,6 +32,7 @@ pub const GROUP: &str = "mediaconvert.operators.dev";
     shortname = "mcj",
     shortname = "mcjob",
     category = "media",
+    doc = "A MediaConvert transcoding job whose S3 outputs the operator encrypts, submits once and follows to the end.",
     status = "MediaConvertJobStatus",
     printcolumn = r#"{"name": "Phase", "type": "string", "jsonPath": ".status.phase"}"#,
     printcolumn = r#"{"name": "Percent", "type": "integer", "jsonPath": ".status.jobPercentComplete"}"#,
@@ -82,13 +83,13 @@ pub struct MediaConvertJobSpec {
     #[schemars(schema_with = "settings_schema")]
     pub settings: serde_json::Value,
 
-    /// What the operator does when a pre-submission check fails: `Enforce` (default)
+    /// Policy for failed pre-submission checks: `Enforce` (default)
     /// submits only when every required check passed, `Warn` submits and records the
     /// failures, `Skip` submits without running the checks that call AWS.
     #[serde(default)]
     pub validation: ValidationPolicy,
 
-    /// What happens to a running MediaConvert job when this resource is deleted:
+    /// Fate of a running MediaConvert job when this resource is deleted:
     /// `Cancel` (default) cancels it, `Orphan` leaves it running.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
@@ -150,7 +151,7 @@ pub enum EncryptionType {
 }
 
 impl EncryptionType {
-    /// The `EncryptionType` value MediaConvert uses for this kind of encryption.
+    /// Returns the `EncryptionType` value MediaConvert uses for this kind of encryption.
     pub fn mediaconvert_value(self) -> &'static str {
         match self {
             EncryptionType::Kms => "SERVER_SIDE_ENCRYPTION_KMS",
@@ -159,7 +160,7 @@ impl EncryptionType {
     }
 }
 
-/// How failed pre-submission checks affect submission.
+/// Effect of failed pre-submission checks on submission.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 pub enum ValidationPolicy {
     /// Submit only when every required check passed.
@@ -171,7 +172,7 @@ pub enum ValidationPolicy {
     Skip,
 }
 
-/// What deleting the resource does to its MediaConvert job.
+/// Effect of deleting the resource on its MediaConvert job.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 pub enum DeletionPolicy {
     /// Cancel the job if it is still queued or running.

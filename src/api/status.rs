@@ -89,7 +89,7 @@ pub enum JobPhase {
     Pending,
     /// Checks are running, or are retried after a failure that IAM or KMS may fix.
     Validating,
-    /// The spec cannot be submitted as it is; the `Validated` condition says why.
+    /// The spec cannot be submitted as it is. The `Validated` condition gives the reason.
     Invalid,
     /// The submission token is recorded and `CreateJob` is in flight.
     Submitting,
@@ -165,7 +165,7 @@ pub struct CheckResult {
     /// Passed, Failed or Unknown.
     pub status: CheckStatus,
 
-    /// What is wrong and how to fix it; empty when the check passed.
+    /// Problem and fix. Empty when the check passed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
 }
@@ -253,7 +253,7 @@ pub enum ConditionReason {
     JobError,
     /// The job was canceled.
     JobCanceled,
-    /// MediaConvert no longer knows the job, for example after its retention ended.
+    /// MediaConvert has no job with the recorded id, for example after its retention ended.
     JobNotFound,
     /// The job has not finished yet.
     JobNotFinished,

@@ -4,7 +4,7 @@ use aws_sdk_kms::types::{KeyManagerType, KeySpec, KeyState, KeyUsageType};
 
 use super::AwsError;
 
-/// What `kms:DescribeKey` reports about a key.
+/// Key metadata from `kms:DescribeKey`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyDescription {
     /// Key ARN, also when the request named an alias.

@@ -4,7 +4,7 @@
 //! so job settings travel as JSON. [`SettingsBody`] writes the prepared settings into the
 //! serialized `CreateJob` body before the request is signed, which keeps the SDK's
 //! credentials, signing, retries and endpoint resolution. [`CaptureBody`] keeps the raw
-//! `GetJob` answer, because the typed output drops members such as `outputFilePaths`.
+//! `GetJob` response, because the typed output drops members such as `outputFilePaths`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -97,7 +97,7 @@ pub enum CancelOutcome {
     Canceled,
     /// The job had already finished, so there was nothing to cancel.
     AlreadyFinished,
-    /// MediaConvert no longer knows the job.
+    /// MediaConvert has no job with this id.
     NotFound,
 }
 
@@ -106,7 +106,7 @@ pub trait MediaConvert: Send + Sync {
     /// Creates a job; MediaConvert returns the existing job for a token it saw recently.
     async fn create_job(&self, request: &JobRequest) -> Result<JobSnapshot, AwsError>;
 
-    /// Reads a job, or returns `None` when MediaConvert no longer knows it.
+    /// Reads a job, or returns `None` when MediaConvert has no job with this id.
     async fn get_job(&self, region: &str, id: &str) -> Result<Option<JobSnapshot>, AwsError>;
 
     /// Cancels a queued or running job.
@@ -192,7 +192,7 @@ impl MediaConvert for MediaConvertClient {
                 let error = AwsError::from_sdk("CancelJob", error);
                 match error.class {
                     ErrorClass::NotFound => Ok(CancelOutcome::NotFound),
-                    // MediaConvert answers a cancel of a finished job with a conflict.
+                    // MediaConvert rejects a cancel of a finished job as a conflict.
                     ErrorClass::Conflict => Ok(CancelOutcome::AlreadyFinished),
                     _ => Err(error),
                 }
@@ -251,7 +251,7 @@ struct CaptureBody {
 }
 
 impl CaptureBody {
-    /// Parses the captured `{"job": {...}}` answer of `operation`.
+    /// Parses the captured `{"job": {...}}` response of `operation`.
     fn job(&self, operation: &'static str) -> Result<JobSnapshot, AwsError> {
         let body = self.body.lock().map(|mut slot| slot.take()).ok().flatten();
         let parsed: Option<Value> = body.and_then(|bytes| serde_json::from_slice(&bytes).ok());

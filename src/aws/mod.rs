@@ -13,8 +13,8 @@ pub use kms::{KeyDescription, Kms, KmsClient};
 pub use mediaconvert::{CancelOutcome, JobRequest, JobSnapshot, MediaConvert, MediaConvertClient};
 pub use s3::{S3, S3Client};
 
-/// How a failed AWS call should be handled, decided once from the service error code and
-/// the HTTP status so callers never match on message text.
+/// Class of a failed AWS call, decided once from the service error code and the HTTP
+/// status so callers never match on message text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorClass {
     /// The request rate exceeded a quota; retry with backoff.
@@ -27,7 +27,7 @@ pub enum ErrorClass {
     Invalid,
     /// The resource is in a state that conflicts with the request.
     Conflict,
-    /// A network failure, timeout or 5xx answer; retry.
+    /// A network failure, timeout or 5xx response. Retry.
     Transient,
 }
 

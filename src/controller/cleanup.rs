@@ -1,4 +1,4 @@
-//! Finalizer cleanup: cancel a job that is still running, unless told to orphan it.
+//! Finalizer cleanup: cancels a job that is still running, unless `deletionPolicy` is `Orphan`.
 
 use kube::ResourceExt;
 use kube::runtime::controller::Action;

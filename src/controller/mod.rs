@@ -96,7 +96,7 @@ pub struct Settings {
     pub poll_interval: Duration,
     /// First retry delay after a failure; it doubles per consecutive failure.
     pub retry_base: Duration,
-    /// Longest retry delay.
+    /// Maximum retry delay.
     pub retry_max: Duration,
     /// Reconciles that may run at once.
     pub concurrency: u16,
@@ -179,8 +179,8 @@ pub async fn run(context: Arc<Context>, namespace: Option<String>) {
     };
     let config = ControllerConfig::default().concurrency(context.settings.concurrency);
     // Only spec edits (generation) and finalizer changes start a reconcile. The operator's
-    // own status writes do not, so a status patch never feeds back into another pass;
-    // polling of running jobs is driven by requeue instead.
+    // own status writes do not, so a status patch never feeds back into another pass.
+    // Requeues drive the polling of running jobs instead.
     let (reader, writer) = reflector::store();
     let changes = watcher(jobs, watcher::Config::default().any_semantic())
         .default_backoff()
@@ -223,7 +223,7 @@ async fn reconcile(job: Arc<MediaConvertJob>, context: Arc<Context>) -> Result<A
     })
 }
 
-/// The apply steps, in order: follow a submitted job, or validate and submit a new one.
+/// Follows a submitted job, or validates and submits a new one.
 async fn apply(
     job: &MediaConvertJob,
     api: &Api<MediaConvertJob>,
@@ -231,7 +231,7 @@ async fn apply(
 ) -> Result<Action> {
     let status = job.status_or_default();
 
-    // A job MediaConvert knows is only followed; its spec can no longer change.
+    // A submitted job is only followed, because its spec can no longer change.
     if let Some(job_id) = status.job_id.as_deref() {
         return follow::follow(job, job_id, api, context).await;
     }

@@ -244,8 +244,8 @@ pub async fn resume(
         .and_then(|e| e.kms_key_arn.clone());
     match context.checker.rebuild(&job.spec, resolved_key.as_deref()) {
         Ok(validated) => create(job, api, context, status, &validated).await,
-        // The spec passed these checks before the token was written and cannot have
-        // changed in between without a new generation; treat a failure as a rejection.
+        // The spec passed these checks before the token was written. A failure now means
+        // the operator's own rules changed, so it is treated as a rejection.
         Err(finding) => reject(job, api, context, status, finding, false).await,
     }
 }

@@ -12,7 +12,7 @@ pub struct Arn<'a> {
     pub resource: &'a str,
 }
 
-/// Why an ARN was rejected.
+/// Rejection of an ARN, with the expected format.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ArnError {
     pub expected: &'static str,

@@ -94,7 +94,7 @@ pub struct ValidatedJob {
     pub warnings: Vec<Finding>,
 }
 
-/// What the checks decided.
+/// Decision of the checks.
 #[derive(Debug)]
 pub enum Verdict {
     /// Submit the job.

@@ -45,7 +45,7 @@ fn spec_invalid(message: String) -> Finding {
     Finding::failed(CheckName::SpecValid, ConditionReason::SpecInvalid, message)
 }
 
-/// Checks ARNs, regions and encryption fields; returns the key's region.
+/// Checks ARNs, regions and encryption fields, and returns the key's region.
 fn check_fields(spec: &MediaConvertJobSpec, region: &str) -> Result<Option<String>, Finding> {
     if !arn::is_region(region) {
         return Err(spec_invalid(format!(

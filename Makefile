@@ -1,0 +1,31 @@
+# Task runner: CI and developers call the same targets.
+.PHONY: demo test lint crds tools env-up env-down
+
+# Start the local API server and AWS emulator, run the operator and apply examples/.
+demo:
+	bash hack/demo.sh
+
+# Run every test against a freshly started local environment.
+test:
+	bash hack/test.sh
+
+# Formatting and lints, with warnings as errors.
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Regenerate the CRD YAML from the Rust types.
+crds:
+	cargo run --quiet --locked -- crd > crds/mediaconvert.operators.dev_mediaconvertjobs.yaml
+
+# Build and cache etcd, kube-apiserver, kubectl and the fakecloud emulator.
+tools:
+	bash hack/install-tools.sh
+
+# Start the local environment and write its variables to target/local-env/env.
+env-up:
+	bash hack/env-up.sh
+
+# Stop the local environment.
+env-down:
+	bash hack/env-down.sh

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests and integration tests against a local kube-apiserver, etcd,
+# the fakecloud emulator and the emulator proxy, all started here and stopped at the end.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+# Tools and the workspace build at the same time; both are cached after the first run.
+hack/install-tools.sh &
+tools_pid=$!
+cargo build --workspace --all-targets --locked --quiet
+wait "$tools_pid"
+
+env_file="$MCO_ENV_DIR/env"
+hack/env-up.sh --replace "$env_file"
+trap 'hack/env-down.sh' EXIT
+# shellcheck source=/dev/null
+source "$env_file"
+
+# Each integration test starts its own operator for its own namespace, so tests can run
+# side by side; a few at a time keeps a 2-core machine responsive.
+cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"

@@ -1,0 +1,339 @@
+//! Helpers for integration tests against the local API server, the AWS emulator and the
+//! emulator proxy started by `hack/env-up.sh`.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use kube::{Api, Client, ResourceExt};
+use mediaconvert_operator::api::MediaConvertJob;
+use serde_json::{Value, json};
+
+/// Longest wait for any condition in a test.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// The local environment, read from the variables that `hack/env-up.sh` writes.
+pub struct Env {
+    pub client: Client,
+    pub proxy_url: String,
+    pub fakecloud_url: String,
+}
+
+fn required_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set; run the tests with `make test`, which starts the local API server and AWS emulator")
+    })
+}
+
+impl Env {
+    pub async fn get() -> Self {
+        required_var("KUBECONFIG");
+        let client = Client::try_default()
+            .await
+            .expect("failed to build a client from KUBECONFIG");
+        Self {
+            client,
+            proxy_url: required_var("MCO_PROXY_URL"),
+            fakecloud_url: required_var("MCO_FAKECLOUD_URL"),
+        }
+    }
+
+    pub fn proxy(&self) -> Proxy {
+        Proxy {
+            url: self.proxy_url.clone(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn aws(&self) -> aws_fixtures::Aws {
+        aws_fixtures::Aws::connect(&self.fakecloud_url).await
+    }
+}
+
+/// A namespace of its own for one test, deleted when dropped.
+pub struct TestNamespace {
+    pub name: String,
+    client: Client,
+}
+
+impl TestNamespace {
+    pub async fn create(client: &Client, prefix: &str) -> Self {
+        let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let name = format!("{prefix}-{suffix}");
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        let api: Api<Namespace> = Api::all(client.clone());
+        api.create(&PostParams::default(), &namespace)
+            .await
+            .expect("failed to create namespace");
+        Self {
+            name,
+            client: client.clone(),
+        }
+    }
+
+    pub fn jobs(&self) -> Api<MediaConvertJob> {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        // Without a namespace controller, deleting a namespace leaves its objects in etcd;
+        // that is harmless for a test environment that is thrown away afterwards.
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let name = self.name.clone();
+        let handle = tokio::runtime::Handle::try_current();
+        if let Ok(handle) = handle {
+            handle.spawn(async move {
+                let _ = api.delete(&name, &DeleteParams::default()).await;
+            });
+        }
+    }
+}
+
+/// The operator binary running as a local process for one namespace, killed when dropped.
+pub struct Operator {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    pub fn start(namespace: &str) -> Self {
+        Self::start_with(namespace, &[])
+    }
+
+    pub fn start_with(namespace: &str, extra_args: &[&str]) -> Self {
+        let log_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("operator-logs");
+        std::fs::create_dir_all(&log_dir).expect("failed to create log dir");
+        let log = log_dir.join(format!("{namespace}.log"));
+        let log_file = std::fs::File::create(&log).expect("failed to create log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_mediaconvert-operator"))
+            .args([
+                "run",
+                "--namespace",
+                namespace,
+                "--poll-interval-seconds",
+                "1",
+                "--retry-base-seconds",
+                "1",
+                "--retry-max-seconds",
+                "5",
+            ])
+            .args(extra_args)
+            .env("AWS_ENDPOINT_URL", required_var("MCO_PROXY_URL"))
+            .env("RUST_LOG", "info,mediaconvert_operator=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("failed to start the operator");
+        Self { child, log }
+    }
+
+    /// Stops the process at once, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Control API of the emulator proxy.
+pub struct Proxy {
+    pub url: String,
+    http: reqwest::Client,
+}
+
+impl Proxy {
+    /// Scripts the timeline of every job whose user metadata names `namespace`.
+    pub async fn script_namespace(&self, namespace: &str, timeline: Value) {
+        let rule = json!({
+            "userMetadata": {"mediaconvert.operators.dev/namespace": namespace},
+            "timeline": timeline,
+        });
+        let response = self
+            .http
+            .post(format!("{}/__proxy/timelines/rules", self.url))
+            .json(&rule)
+            .send()
+            .await
+            .expect("proxy unreachable");
+        assert!(
+            response.status().is_success(),
+            "adding a timeline rule failed: {}",
+            response.status()
+        );
+    }
+
+    /// Jobs created upstream whose user metadata names `namespace`.
+    pub async fn jobs_in(&self, namespace: &str) -> Vec<Value> {
+        let jobs: Vec<Value> = self
+            .http
+            .get(format!("{}/__proxy/jobs", self.url))
+            .send()
+            .await
+            .expect("proxy unreachable")
+            .json()
+            .await
+            .expect("proxy returned invalid JSON");
+        jobs.into_iter()
+            .filter(|job| job["userMetadata"]["mediaconvert.operators.dev/namespace"] == namespace)
+            .collect()
+    }
+}
+
+impl Proxy {
+    /// The job with `id` as the proxy last scripted it, from its job list.
+    pub async fn get_job(&self, id: &str) -> Value {
+        let jobs: Vec<Value> = self
+            .http
+            .get(format!("{}/__proxy/jobs", self.url))
+            .send()
+            .await
+            .expect("proxy unreachable")
+            .json()
+            .await
+            .expect("proxy returned invalid JSON");
+        jobs.into_iter()
+            .find(|job| job["id"] == id)
+            .unwrap_or_else(|| panic!("proxy has no job {id}"))
+    }
+}
+
+/// A timeline that queues briefly, progresses over `progress_ms`, then ends in `last`.
+pub fn timeline(progress_ms: u64, last: Value) -> Value {
+    let mut end = last;
+    end["atMs"] = json!(progress_ms + 400);
+    json!({"steps": [
+        {"atMs": 0, "status": "SUBMITTED"},
+        {"atMs": 300, "status": "PROGRESSING", "percent": 0, "currentPhase": "TRANSCODING"},
+        {"atMs": progress_ms + 300, "status": "PROGRESSING", "percent": 100, "currentPhase": "UPLOADING"},
+        end,
+    ]})
+}
+
+pub fn complete() -> Value {
+    json!({"status": "COMPLETE"})
+}
+
+/// Parses a manifest written in YAML.
+pub fn manifest(yaml: &str) -> MediaConvertJob {
+    serde_yaml::from_str(yaml).expect("test manifest is not a valid MediaConvertJob")
+}
+
+/// Settings of most cases: one file group writing MP4 to `example-media-out`.
+pub const BASE_SETTINGS: &str = r#"
+    Inputs:
+      - FileInput: s3://example-media-in/trailer.mp4
+    OutputGroups:
+      - Name: File Group
+        OutputGroupSettings:
+          Type: FILE_GROUP_SETTINGS
+          FileGroupSettings:
+            Destination: s3://example-media-out/trailer/
+        Outputs:
+          - ContainerSettings: {Container: MP4}
+            VideoDescription:
+              CodecSettings:
+                Codec: H_264
+                H264Settings: {RateControlMode: QVBR, MaxBitrate: 5000000}
+"#;
+
+/// Creates `job` in its namespace.
+pub async fn create(api: &Api<MediaConvertJob>, job: &MediaConvertJob) -> MediaConvertJob {
+    api.create(&PostParams::default(), job)
+        .await
+        .unwrap_or_else(|error| panic!("failed to create {}: {error}", job.name_any()))
+}
+
+/// Waits until `check` holds for the named job, polling the API server.
+pub async fn wait_for(
+    api: &Api<MediaConvertJob>,
+    name: &str,
+    what: &str,
+    check: impl Fn(&MediaConvertJob) -> bool,
+) -> MediaConvertJob {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut last = None;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(job) = api.get(name).await {
+            if check(&job) {
+                return job;
+            }
+            last = Some(job);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let status = last
+        .and_then(|job| job.status)
+        .map(|status| serde_json::to_string_pretty(&status).unwrap_or_default());
+    panic!(
+        "timed out waiting for {name} to be {what}; last status: {}",
+        status.unwrap_or_else(|| "none".into())
+    );
+}
+
+pub fn phase_is(phase: &'static str) -> impl Fn(&MediaConvertJob) -> bool {
+    move |job| {
+        job.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .is_some_and(|p| p.to_string() == phase)
+    }
+}
+
+/// Returns the condition of `kind` on `job`, panicking when it is missing.
+pub fn condition(
+    job: &MediaConvertJob,
+    kind: &str,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    let status = job.status.as_ref().expect("job has no status");
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == kind)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {kind} condition in {:?}", status.conditions))
+}
+
+/// Installs the generated CRD by server-side apply and waits until it is established.
+pub async fn install_crd(client: &Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::CustomResourceExt;
+    use kube::api::{Patch, PatchParams};
+    use kube::runtime::wait::{await_condition, conditions};
+
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = MediaConvertJob::crd();
+    let name = crd.name_any();
+    crds.patch(
+        &name,
+        &PatchParams::apply("integration-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("the API server rejected the CRD");
+    let established = await_condition(crds, &name, conditions::is_crd_established());
+    tokio::time::timeout(WAIT, established)
+        .await
+        .expect("CRD not established in time")
+        .expect("watch failed");
+}
