@@ -1,0 +1,354 @@
+//! Fault rules: injected errors, delays and withheld responses per operation.
+
+use std::time::Duration;
+
+use hyper::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use crate::classify::Operation;
+
+/// One rule of `PUT /__proxy/faults`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FaultRule {
+    /// `service:Operation`, `service:*` or `*`.
+    pub operation: String,
+    /// HTTP status of the injected error. Without it, and without
+    /// `withhold_response`, the rule only delays the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Error code sent in `x-amzn-ErrorType`, with a default by status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// How many matching requests the rule fires on, or `None` for every one.
+    #[serde(default)]
+    pub times: Option<u32>,
+    /// Chance from 0 to 1 that the rule fires on a matching request, 1 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probability: Option<f64>,
+    /// Milliseconds to wait before acting.
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// Forwards the request, so its side effect happens, then returns an
+    /// error in place of the upstream response.
+    #[serde(default)]
+    pub withhold_response: bool,
+}
+
+/// Body of `PUT /__proxy/faults`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultConfig {
+    pub rules: Vec<FaultRule>,
+}
+
+/// A rule together with how often it may still fire.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveRule {
+    #[serde(flatten)]
+    pub rule: FaultRule,
+    /// Remaining firings, or `None` for unlimited.
+    pub remaining: Option<u32>,
+    pub fired: u64,
+}
+
+/// The error an injected fault returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InjectedError {
+    pub status: StatusCode,
+    pub error_type: String,
+    pub message: String,
+}
+
+/// Handling of a request that a rule fired on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FaultAction {
+    /// Forward as usual after the delay.
+    Forward,
+    /// Return the error without forwarding.
+    Reject(InjectedError),
+    /// Forward, then return the error in place of the upstream response.
+    Withhold(InjectedError),
+}
+
+/// A fired rule's delay and action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    pub delay: Duration,
+    pub action: FaultAction,
+}
+
+/// The configured rules, tried in order for every proxied request.
+#[derive(Debug, Clone, Default)]
+pub struct FaultSet {
+    rules: Vec<ActiveRule>,
+}
+
+impl FaultSet {
+    /// Replaces all rules after validating them. On error the old rules stay.
+    pub fn replace(&mut self, config: FaultConfig) -> Result<(), String> {
+        for (index, rule) in config.rules.iter().enumerate() {
+            validate(rule).map_err(|message| format!("rules[{index}]: {message}"))?;
+        }
+        self.rules = config
+            .rules
+            .into_iter()
+            .map(|rule| ActiveRule {
+                remaining: rule.times,
+                rule,
+                fired: 0,
+            })
+            .collect();
+        Ok(())
+    }
+
+    pub fn rules(&self) -> &[ActiveRule] {
+        &self.rules
+    }
+
+    /// Fires the first rule that matches `operation`, has firings left and
+    /// passes its probability draw, and counts the firing. `draw` returns true
+    /// with the given probability, so tests can pass a fixed draw.
+    pub fn fire(
+        &mut self,
+        operation: &Operation,
+        mut draw: impl FnMut(f64) -> bool,
+    ) -> Option<Fault> {
+        let operation = operation.to_string();
+        let active = self.rules.iter_mut().find(|active| {
+            matches_operation(&active.rule.operation, &operation)
+                && active.remaining != Some(0)
+                && active.rule.probability.is_none_or(&mut draw)
+        })?;
+        if let Some(remaining) = &mut active.remaining {
+            *remaining -= 1;
+        }
+        active.fired += 1;
+        Some(fault_of(&active.rule, &operation))
+    }
+}
+
+fn validate(rule: &FaultRule) -> Result<(), String> {
+    if rule.operation.is_empty() {
+        return Err("operation is empty; use service:Operation, service:* or *".to_string());
+    }
+    if let Some(status) = rule.status
+        && !(400..=599).contains(&status)
+    {
+        return Err(format!(
+            "status {status} is not an error status (400 to 599)"
+        ));
+    }
+    if let Some(probability) = rule.probability
+        && !(0.0..=1.0).contains(&probability)
+    {
+        return Err(format!("probability {probability} is outside 0 to 1"));
+    }
+    Ok(())
+}
+
+fn matches_operation(pattern: &str, operation: &str) -> bool {
+    if pattern == "*" || pattern == operation {
+        return true;
+    }
+    match pattern.strip_suffix(":*") {
+        Some(service) => operation.split_once(':').is_some_and(|(s, _)| s == service),
+        None => false,
+    }
+}
+
+fn fault_of(rule: &FaultRule, operation: &str) -> Fault {
+    let delay = Duration::from_millis(rule.delay_ms);
+    let action = if rule.withhold_response {
+        let status = rule.status.unwrap_or(500);
+        FaultAction::Withhold(injected_error(rule, status, operation))
+    } else if let Some(status) = rule.status {
+        FaultAction::Reject(injected_error(rule, status, operation))
+    } else {
+        FaultAction::Forward
+    };
+    Fault { delay, action }
+}
+
+fn injected_error(rule: &FaultRule, status: u16, operation: &str) -> InjectedError {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let error_type = match &rule.error_type {
+        Some(error_type) => error_type.clone(),
+        None => default_error_type(status).to_string(),
+    };
+    let message = match &rule.message {
+        Some(message) => message.clone(),
+        None => format!("fault injected by emulator-proxy into {operation}"),
+    };
+    InjectedError {
+        status,
+        error_type,
+        message,
+    }
+}
+
+/// Returns the MediaConvert error code that usually goes with `status`.
+fn default_error_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "BadRequestException",
+        403 => "ForbiddenException",
+        404 => "NotFoundException",
+        409 => "ConflictException",
+        429 => "TooManyRequestsException",
+        503 => "ServiceUnavailableException",
+        _ => "InternalServerErrorException",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn operation(service: &str, name: &str) -> Operation {
+        Operation {
+            service: service.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    fn fault_set(rules: serde_json::Value) -> FaultSet {
+        let mut set = FaultSet::default();
+        let config = serde_json::from_value(json!({ "rules": rules })).unwrap();
+        set.replace(config).unwrap();
+        set
+    }
+
+    fn always(_: f64) -> bool {
+        true
+    }
+
+    #[test]
+    fn rule_fires_limited_times() {
+        let mut set = fault_set(json!([{
+            "operation": "mediaconvert:CreateJob", "status": 429, "times": 2,
+        }]));
+        let create = operation("mediaconvert", "CreateJob");
+        for attempt in 0..2 {
+            let fault = set.fire(&create, always).expect("rule should fire");
+            let FaultAction::Reject(error) = fault.action else {
+                panic!("attempt {attempt}: expected Reject, got {:?}", fault.action);
+            };
+            assert_eq!(error.status, StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(error.error_type, "TooManyRequestsException");
+        }
+        assert_eq!(set.fire(&create, always), None);
+        assert_eq!(set.rules()[0].remaining, Some(0));
+        assert_eq!(set.rules()[0].fired, 2);
+    }
+
+    #[test]
+    fn rule_matches_only_its_operation() {
+        let mut set = fault_set(json!([{"operation": "mediaconvert:GetJob", "status": 500}]));
+        assert!(
+            set.fire(&operation("mediaconvert", "CreateJob"), always)
+                .is_none()
+        );
+        assert!(set.fire(&operation("kms", "GetJob"), always).is_none());
+        assert!(
+            set.fire(&operation("mediaconvert", "GetJob"), always)
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn wildcards_match_service_or_all() {
+        let mut set = fault_set(json!([
+            {"operation": "kms:*", "status": 400},
+            {"operation": "*", "status": 503},
+        ]));
+        let kms = set.fire(&operation("kms", "DescribeKey"), always).unwrap();
+        let s3 = set.fire(&operation("s3", "HeadBucket"), always).unwrap();
+        let status = |fault: Fault| match fault.action {
+            FaultAction::Reject(error) => error.status.as_u16(),
+            other => panic!("expected Reject, got {other:?}"),
+        };
+        assert_eq!(status(kms), 400);
+        assert_eq!(status(s3), 503);
+    }
+
+    #[test]
+    fn failed_draw_tries_next_rule() {
+        let mut set = fault_set(json!([
+            {"operation": "*", "status": 429, "probability": 0.5, "times": 1},
+            {"operation": "*", "delayMs": 10},
+        ]));
+        let fault = set.fire(&operation("s3", "PutObject"), |_| false).unwrap();
+        assert_eq!(fault.action, FaultAction::Forward);
+        assert_eq!(fault.delay, Duration::from_millis(10));
+        assert_eq!(set.rules()[0].remaining, Some(1));
+    }
+
+    #[test]
+    fn draw_receives_rule_probability() {
+        let mut set = fault_set(json!([{"operation": "*", "status": 429, "probability": 0.25}]));
+        let mut seen = None;
+        set.fire(&operation("s3", "PutObject"), |p| {
+            seen = Some(p);
+            true
+        });
+        assert_eq!(seen, Some(0.25));
+    }
+
+    #[test]
+    fn withhold_defaults_to_internal_error() {
+        let mut set = fault_set(json!([{"operation": "*", "withholdResponse": true}]));
+        let fault = set
+            .fire(&operation("mediaconvert", "CreateJob"), always)
+            .unwrap();
+        let FaultAction::Withhold(error) = fault.action else {
+            panic!("expected Withhold, got {:?}", fault.action);
+        };
+        assert_eq!(error.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(error.error_type, "InternalServerErrorException");
+    }
+
+    #[test]
+    fn explicit_error_type_and_message_are_kept() {
+        let mut set = fault_set(json!([{
+            "operation": "*", "status": 403, "errorType": "AccessDeniedException", "message": "no",
+        }]));
+        let fault = set.fire(&operation("kms", "Encrypt"), always).unwrap();
+        let expected = InjectedError {
+            status: StatusCode::FORBIDDEN,
+            error_type: "AccessDeniedException".to_string(),
+            message: "no".to_string(),
+        };
+        assert_eq!(fault.action, FaultAction::Reject(expected));
+    }
+
+    #[test]
+    fn invalid_rules_are_rejected() {
+        let cases = [
+            (
+                json!({"operation": "*", "status": 200}),
+                "not an error status",
+            ),
+            (
+                json!({"operation": "*", "probability": 1.5}),
+                "outside 0 to 1",
+            ),
+            (json!({"operation": ""}), "operation is empty"),
+        ];
+        for (rule, expected) in cases {
+            let mut set = fault_set(json!([{"operation": "*", "status": 500}]));
+            let config = serde_json::from_value(json!({ "rules": [rule] })).unwrap();
+            let error = set.replace(config).unwrap_err();
+            assert!(error.contains(expected), "{rule}: {error}");
+            assert_eq!(
+                set.rules().len(),
+                1,
+                "old rules stay after a rejected replace"
+            );
+        }
+    }
+}
