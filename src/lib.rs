@@ -10,6 +10,12 @@ pub mod settings;
 pub mod telemetry;
 pub mod validate;
 
+/// Selects ring as the process-wide TLS crypto provider. Both ring and aws-lc-rs are linked
+/// in, and rustls refuses to guess between them. Calling it again is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Renders the CustomResourceDefinition as YAML.
 pub fn crd_yaml() -> String {
     use kube::CustomResourceExt;

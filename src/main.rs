@@ -70,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format);
+    mediaconvert_operator::install_crypto_provider();
     // The SDK's default chain supplies credentials (IRSA, Pod Identity, environment) and
     // honours AWS_ENDPOINT_URL and its per-service variants.
     let aws = aws_config::load_from_env().await;

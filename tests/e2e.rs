@@ -3,74 +3,32 @@
 
 mod support;
 
+use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 use kube::api::DeleteParams;
 use mediaconvert_operator::api::MediaConvertJob;
-use serde_json::{Value, json};
+use serde_json::json;
 use support::*;
-
-const ROLE: &str = "arn:aws:iam::111122223333:role/MediaConvertRole";
-
-struct Setup {
-    env: Env,
-    namespace: TestNamespace,
-    operator: Operator,
-    seeded: aws_fixtures::Seeded,
-}
-
-/// Starts an operator for a fresh namespace whose jobs follow `timeline`.
-async fn setup(prefix: &str, timeline: Value) -> Setup {
-    let env = Env::get().await;
-    install_crd(&env.client).await;
-    let seeded = env
-        .aws()
-        .await
-        .seed_default()
-        .await
-        .expect("failed to seed AWS state");
-    let namespace = TestNamespace::create(&env.client, prefix).await;
-    env.proxy()
-        .script_namespace(&namespace.name, timeline)
-        .await;
-    let operator = Operator::start(&namespace.name);
-    Setup {
-        env,
-        namespace,
-        operator,
-        seeded,
-    }
-}
-
-fn job_yaml(name: &str, encryption: &str, settings: &str) -> MediaConvertJob {
-    manifest(&format!(
-        "apiVersion: mediaconvert.operators.dev/v1alpha1
-kind: MediaConvertJob
-metadata: {{name: {name}}}
-spec:
-  role: {ROLE}
-  encryption: {encryption}
-  settings:
-{settings}"
-    ))
-}
-
-/// The `Encryption` block the proxy saw for output group `index` of the submitted job.
-fn sent_encryption(job: &Value, index: usize) -> Option<Value> {
-    let settings = &job["settings"]["outputGroups"][index]["outputGroupSettings"];
-    ["fileGroupSettings", "hlsGroupSettings"]
-        .iter()
-        .find_map(|member| settings.get(*member))
-        .and_then(|inner| inner.pointer("/destinationSettings/s3Settings/encryption"))
-        .cloned()
-}
 
 #[tokio::test]
 async fn customer_key_job_completes_encrypted() {
     let setup = setup("kms-key", timeline(1500, complete())).await;
     let api = setup.namespace.jobs();
-    let encryption = format!(
-        "{{type: KMS, kmsKeyArn: '{}', encryptionContext: {{project: trailer}}}}",
-        setup.seeded.alias_arn
-    );
+    let aws = setup.env.aws().await;
+    let key_arn = aws
+        .create_key(
+            "us-east-1",
+            KeySpec::SymmetricDefault,
+            KeyUsageType::EncryptDecrypt,
+        )
+        .await
+        .unwrap();
+    let alias = format!("alias/{}", setup.namespace.name);
+    let alias_arn = aws
+        .ensure_alias("us-east-1", &alias, &key_arn)
+        .await
+        .unwrap();
+    let encryption =
+        format!("{{type: KMS, kmsKeyArn: '{alias_arn}', encryptionContext: {{project: trailer}}}}");
     create(&api, &job_yaml("trailer", &encryption, BASE_SETTINGS)).await;
 
     let done = wait_for(&api, "trailer", "Complete", phase_is("Complete")).await;
@@ -86,14 +44,14 @@ async fn customer_key_job_completes_encrypted() {
     let encryption_status = status.encryption.unwrap();
     assert_eq!(
         encryption_status.kms_key_arn.as_deref(),
-        Some(setup.seeded.key_arn.as_str())
+        Some(key_arn.as_str())
     );
 
     let jobs = setup.env.proxy().jobs_in(&setup.namespace.name).await;
     assert_eq!(jobs.len(), 1, "expected one CreateJob, got {jobs:?}");
     let sent = sent_encryption(&jobs[0], 0).expect("no encryption sent");
     assert_eq!(sent["encryptionType"], "SERVER_SIDE_ENCRYPTION_KMS");
-    assert_eq!(sent["kmsKeyArn"], setup.seeded.key_arn.as_str());
+    assert_eq!(sent["kmsKeyArn"], key_arn.as_str());
     // base64 of {"project":"trailer"}
     assert_eq!(sent["kmsEncryptionContext"], "eyJwcm9qZWN0IjoidHJhaWxlciJ9");
     assert_eq!(
@@ -326,8 +284,8 @@ async fn disabled_key_ends_invalid() {
     let key = aws
         .create_key(
             "us-east-1",
-            aws_sdk_kms::types::KeySpec::SymmetricDefault,
-            aws_sdk_kms::types::KeyUsageType::EncryptDecrypt,
+            KeySpec::SymmetricDefault,
+            KeyUsageType::EncryptDecrypt,
         )
         .await
         .unwrap();

@@ -279,10 +279,11 @@ impl Intercept for CaptureBody {
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let response = context.response();
-        if response.status().is_success() {
-            if let (Some(bytes), Ok(mut slot)) = (response.body().bytes(), self.body.lock()) {
-                *slot = Some(bytes.to_vec());
-            }
+        if !response.status().is_success() {
+            return Ok(());
+        }
+        if let (Some(bytes), Ok(mut slot)) = (response.body().bytes(), self.body.lock()) {
+            *slot = Some(bytes.to_vec());
         }
         Ok(())
     }

@@ -31,6 +31,7 @@ fn required_var(name: &str) -> String {
 impl Env {
     pub async fn get() -> Self {
         required_var("KUBECONFIG");
+        mediaconvert_operator::install_crypto_provider();
         let client = Client::try_default()
             .await
             .expect("failed to build a client from KUBECONFIG");
@@ -336,4 +337,76 @@ pub async fn install_crd(client: &Client) {
         .await
         .expect("CRD not established in time")
         .expect("watch failed");
+}
+
+pub const ROLE: &str = "arn:aws:iam::111122223333:role/MediaConvertRole";
+
+pub struct Setup {
+    pub env: Env,
+    pub namespace: TestNamespace,
+    pub operator: Operator,
+    pub seeded: aws_fixtures::Seeded,
+}
+
+/// Starts an operator for a fresh namespace whose jobs follow `timeline`.
+pub async fn setup(prefix: &str, timeline: Value) -> Setup {
+    let env = Env::get().await;
+    install_crd(&env.client).await;
+    let seeded = env
+        .aws()
+        .await
+        .seed_default()
+        .await
+        .expect("failed to seed AWS state");
+    let namespace = TestNamespace::create(&env.client, prefix).await;
+    env.proxy()
+        .script_namespace(&namespace.name, timeline)
+        .await;
+    let operator = Operator::start(&namespace.name);
+    Setup {
+        env,
+        namespace,
+        operator,
+        seeded,
+    }
+}
+
+pub fn job_yaml(name: &str, encryption: &str, settings: &str) -> MediaConvertJob {
+    manifest(&format!(
+        "apiVersion: mediaconvert.operators.dev/v1alpha1
+kind: MediaConvertJob
+metadata: {{name: {name}}}
+spec:
+  role: {ROLE}
+  encryption: {encryption}
+  settings:
+{settings}"
+    ))
+}
+
+/// The `Encryption` block the proxy saw for output group `index` of the submitted job.
+pub fn sent_encryption(job: &Value, index: usize) -> Option<Value> {
+    let settings = &job["settings"]["outputGroups"][index]["outputGroupSettings"];
+    ["fileGroupSettings", "hlsGroupSettings"]
+        .iter()
+        .find_map(|member| settings.get(*member))
+        .and_then(|inner| inner.pointer("/destinationSettings/s3Settings/encryption"))
+        .cloned()
+}
+
+/// Waits for `name` to be Invalid and returns its failed or undecided check named `check`.
+pub async fn invalid_check(
+    api: &Api<MediaConvertJob>,
+    name: &str,
+    check: &str,
+) -> (MediaConvertJob, mediaconvert_operator::api::CheckResult) {
+    let job = wait_for(api, name, "Invalid", phase_is("Invalid")).await;
+    let status = job.status.clone().expect("job has no status");
+    let checks = status.validation.map(|v| v.checks).unwrap_or_default();
+    let result = checks
+        .iter()
+        .find(|c| c.name == check)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {check} check in {checks:?}"));
+    (job, result)
 }
