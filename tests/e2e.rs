@@ -4,7 +4,9 @@
 mod support;
 
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
-use kube::api::DeleteParams;
+use k8s_openapi::api::events::v1::Event;
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams};
 use mediaconvert_operator::api::MediaConvertJob;
 use serde_json::json;
 use support::*;
@@ -378,4 +380,75 @@ async fn bad_resource_does_not_block_others() {
     wait_for(&api, "good", "Complete", phase_is("Complete")).await;
     assert!(setup.operator.log_text().contains("Starting controller"));
     assert!(!setup.operator.log_text().contains("panicked"));
+}
+
+#[tokio::test]
+async fn spec_frozen_after_submission_only() {
+    let setup = setup("immutable", timeline(600_000, complete())).await;
+    let api = setup.namespace.jobs();
+    create(&api, &job_yaml("running", "{type: S3}", BASE_SETTINGS)).await;
+    let no_groups = "    Inputs: [{FileInput: 's3://example-media-in/trailer.mp4'}]\n";
+    create(&api, &job_yaml("fixable", "{type: S3}", no_groups)).await;
+    wait_for(&api, "running", "Progressing", phase_is("Progressing")).await;
+    wait_for(&api, "fixable", "Invalid", phase_is("Invalid")).await;
+
+    let edit = Patch::Merge(json!({"spec": {"priority": 10}}));
+    let error = api
+        .patch("running", &PatchParams::default(), &edit)
+        .await
+        .expect_err("edit accepted");
+    let kube::Error::Api(status) = error else {
+        panic!("unexpected error {error}");
+    };
+    assert_eq!(status.code, 422);
+    assert!(status.message.contains("immutable"), "{}", status.message);
+    assert!(status.message.contains("re-create"), "{}", status.message);
+
+    // Nothing was submitted for the invalid job, so an edit is accepted and starts over.
+    let settings: serde_json::Value =
+        serde_yaml::from_str(&BASE_SETTINGS.replace("\n    ", "\n")).unwrap();
+    let fix = Patch::Merge(json!({"spec": {"settings": settings}}));
+    api.patch("fixable", &PatchParams::default(), &fix)
+        .await
+        .expect("edit of an unsubmitted job rejected");
+    let fixed = wait_for(&api, "fixable", "Progressing", phase_is("Progressing")).await;
+    assert_eq!(condition(&fixed, "Validated").status, "True");
+    assert_eq!(
+        setup.env.proxy().jobs_in(&setup.namespace.name).await.len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn transitions_emit_events() {
+    let setup = setup("events", timeline(1000, complete())).await;
+    let api = setup.namespace.jobs();
+    create(&api, &job_yaml("noted", "{type: S3}", BASE_SETTINGS)).await;
+    wait_for(&api, "noted", "Complete", phase_is("Complete")).await;
+
+    let events: Api<Event> = Api::namespaced(setup.env.client.clone(), &setup.namespace.name);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let listed = events
+            .list(&Default::default())
+            .await
+            .expect("list events failed");
+        let reasons: Vec<String> = listed
+            .items
+            .iter()
+            .filter_map(|e| e.reason.clone())
+            .collect();
+        let expected = ["Submitted", "Progressing", "Complete"];
+        if expected
+            .iter()
+            .all(|reason| reasons.iter().any(|r| r == reason))
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "events {reasons:?} lack one of {expected:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
 }

@@ -34,6 +34,11 @@ pub const GROUP: &str = "mediaconvert.operators.dev";
     category = "media",
     doc = "A MediaConvert transcoding job whose S3 outputs the operator encrypts, submits once and follows to the end.",
     status = "MediaConvertJobStatus",
+    // A recorded submission token means CreateJob may have run, so the spec is frozen from
+    // then on. The token is removed again when MediaConvert rejects the request.
+    validation = kube::core::Rule::new(
+        "!has(oldSelf.status) || !has(oldSelf.status.submissionToken) || self.spec == oldSelf.spec"
+    ).message("spec is immutable once the job is submitted to MediaConvert; delete and re-create the resource to change the job"),
     printcolumn = r#"{"name": "Phase", "type": "string", "jsonPath": ".status.phase"}"#,
     printcolumn = r#"{"name": "Percent", "type": "integer", "jsonPath": ".status.jobPercentComplete"}"#,
     printcolumn = r#"{"name": "Job ID", "type": "string", "jsonPath": ".status.jobId"}"#,
