@@ -57,7 +57,20 @@ pub enum Error {
     #[error(
         "spec.settings must be a JSON object with MediaConvert JobSettings (Inputs, OutputGroups), found {found}"
     )]
-    NotAnObject { found: &'static str },
+    SettingsNotAnObject { found: &'static str },
+
+    #[error("{path} must be an object, found {found}; remove it or write it as an object")]
+    NotAnObject { found: &'static str, path: String },
+
+    #[error(
+        "spec.settings has no output group with an s3:// destination, so spec.encryption cannot be applied; write the output groups into spec.settings (with spec.jobTemplate, copy them from the template)"
+    )]
+    NothingToEncrypt,
+
+    #[error(
+        "spec.encryption.outputGroups names {name:?}, but that group does not write to an s3:// destination; remove it from the list"
+    )]
+    GroupNotS3 { name: String },
 
     #[error(
         "spec.settings has top-level keys {keys:?}, which look like a whole job or template export; put only the inner Settings object in spec.settings and set the role and queue in spec.role and spec.queue"
@@ -146,7 +159,7 @@ impl NormalizedSettings {
     /// `from_template` relaxes the output group requirement, because a job template may
     /// supply the output groups.
     pub fn parse(settings: &Value, from_template: bool) -> Result<Self> {
-        let object = settings.as_object().ok_or(Error::NotAnObject {
+        let object = settings.as_object().ok_or(Error::SettingsNotAnObject {
             found: json_type_name(settings),
         })?;
         reject_wrapped_export(object)?;
@@ -183,10 +196,14 @@ impl NormalizedSettings {
                 continue;
             }
             let Some(group_settings) = s3_group_settings_mut(group) else {
-                continue;
+                return Err(Error::GroupNotS3 { name });
             };
             set_encryption(group_settings, &name, &desired)?;
             encrypted_groups.push(name);
+        }
+        // The operator guarantees encryption, so a job with nothing to encrypt is refused.
+        if encrypted_groups.is_empty() {
+            return Err(Error::NothingToEncrypt);
         }
         Ok(PreparedSettings {
             json: Value::Object(json),
@@ -305,25 +322,54 @@ fn group_name(group: &Value, index: usize) -> String {
         .unwrap_or_else(|| format!("OutputGroups[{index}]"))
 }
 
-/// Returns the `...GroupSettings` object of a group that names a destination.
-fn group_settings_with_destination(group: &Value) -> Option<&Map<String, Value>> {
-    let settings = group.get("outputGroupSettings")?.as_object()?;
+/// Returns the member of `outputGroupSettings` that MediaConvert uses: the one its `type`
+/// names (`HLS_GROUP_SETTINGS` is `hlsGroupSettings`), or without a type the first member
+/// that has a destination.
+fn active_group_member(settings: &Map<String, Value>) -> Option<&'static str> {
+    if let Some(group_type) = settings.get("type").and_then(Value::as_str) {
+        return GROUP_SETTINGS_WITH_DESTINATION
+            .iter()
+            .find(|member| screaming_snake(member) == group_type)
+            .copied();
+    }
     GROUP_SETTINGS_WITH_DESTINATION
         .iter()
-        .filter_map(|member| settings.get(*member)?.as_object())
-        .find(|inner| inner.contains_key("destination"))
+        .copied()
+        .find(|member| {
+            settings
+                .get(*member)
+                .is_some_and(|inner| inner.get("destination").is_some())
+        })
+}
+
+/// Converts a member name such as `dashIsoGroupSettings` to `DASH_ISO_GROUP_SETTINGS`.
+fn screaming_snake(member: &str) -> String {
+    let mut out = String::new();
+    for c in member.chars() {
+        if c.is_ascii_uppercase() && !out.is_empty() {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+/// Returns the active `...GroupSettings` object of a group when it names a destination.
+fn group_settings_with_destination(group: &Value) -> Option<&Map<String, Value>> {
+    let settings = group.get("outputGroupSettings")?.as_object()?;
+    let inner = settings.get(active_group_member(settings)?)?.as_object()?;
+    inner.contains_key("destination").then_some(inner)
 }
 
 fn s3_group_settings_mut(group: &mut Value) -> Option<&mut Map<String, Value>> {
     let settings = group.get_mut("outputGroupSettings")?.as_object_mut()?;
-    let member = GROUP_SETTINGS_WITH_DESTINATION.iter().find(|member| {
-        settings
-            .get(**member)
-            .and_then(|inner| inner.get("destination"))
-            .and_then(Value::as_str)
-            .is_some_and(|destination| destination.starts_with("s3://"))
-    })?;
-    settings.get_mut(*member)?.as_object_mut()
+    let member = active_group_member(settings)?;
+    let inner = settings.get_mut(member)?.as_object_mut()?;
+    let writes_to_s3 = inner
+        .get("destination")
+        .and_then(Value::as_str)
+        .is_some_and(|destination| destination.starts_with("s3://"));
+    writes_to_s3.then_some(inner)
 }
 
 fn collect_destinations(
@@ -403,20 +449,8 @@ fn set_encryption(
     group: &str,
     desired: &Value,
 ) -> Result<()> {
-    let s3_settings = group_settings
-        .entry("destinationSettings")
-        .or_insert_with(|| Value::Object(Map::new()))
-        .as_object_mut()
-        .and_then(|destination| {
-            destination
-                .entry("s3Settings")
-                .or_insert_with(|| Value::Object(Map::new()))
-                .as_object_mut()
-        });
-    let Some(s3_settings) = s3_settings else {
-        // A non-object destinationSettings is left for MediaConvert to reject.
-        return Ok(());
-    };
+    let destination = object_member(group_settings, "destinationSettings", group)?;
+    let s3_settings = object_member(destination, "s3Settings", group)?;
     match s3_settings.get("encryption") {
         Some(existing) if existing != desired => Err(Error::EncryptionConflict {
             group: group.to_string(),
@@ -428,6 +462,23 @@ fn set_encryption(
             Ok(())
         }
     }
+}
+
+/// Returns the object at `key`, creating it when it is absent or null.
+fn object_member<'a>(
+    parent: &'a mut Map<String, Value>,
+    key: &str,
+    group: &str,
+) -> Result<&'a mut Map<String, Value>> {
+    let value = parent.entry(key).or_insert(Value::Null);
+    if value.is_null() {
+        *value = Value::Object(Map::new());
+    }
+    let found = json_type_name(value);
+    value.as_object_mut().ok_or_else(|| Error::NotAnObject {
+        found,
+        path: format!("output group {group:?}: {key}"),
+    })
 }
 
 #[cfg(test)]

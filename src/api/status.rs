@@ -24,6 +24,10 @@ pub struct MediaConvertJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub submission_token: Option<String>,
 
+    /// AWS region the job was submitted in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+
     /// MediaConvert job id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
@@ -103,6 +107,14 @@ pub enum JobPhase {
     Error,
     /// The job was canceled.
     Canceled,
+}
+
+impl MediaConvertJobStatus {
+    /// Region of the submitted job, or `fallback` for a status written before the region
+    /// was recorded.
+    pub fn region_or(&self, fallback: String) -> String {
+        self.region.clone().unwrap_or(fallback)
+    }
 }
 
 impl JobPhase {
@@ -243,6 +255,9 @@ pub enum ConditionReason {
     JobSubmitted,
     /// MediaConvert rejected `CreateJob` as a bad request.
     CreateJobRejected,
+    /// MediaConvert denied `CreateJob`, for example because the operator may not pass the
+    /// job role (`iam:PassRole`).
+    CreateJobDenied,
     /// The job is waiting in its queue.
     JobQueued,
     /// The job is transcoding.
@@ -257,6 +272,8 @@ pub enum ConditionReason {
     JobNotFound,
     /// The job has not finished yet.
     JobNotFinished,
+    /// The job ran longer than `activeDeadlineSeconds` and was canceled.
+    DeadlineExceeded,
 }
 
 impl fmt::Display for ConditionReason {

@@ -54,6 +54,9 @@ pub struct JobSnapshot {
     pub finish_time: Option<i64>,
     /// `outputFilePaths` of every output detail, in order.
     pub output_paths: Vec<String>,
+    pub user_metadata: BTreeMap<String, String>,
+    /// Epoch seconds of the job's `createdAt`.
+    pub created_at: Option<i64>,
 }
 
 impl JobSnapshot {
@@ -73,6 +76,13 @@ impl JobSnapshot {
             .flatten()
             .filter_map(|path| path.as_str().map(str::to_string))
             .collect();
+        let user_metadata = job
+            .get("userMetadata")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_string())))
+            .collect();
         Self {
             id: text("id").unwrap_or_default(),
             arn: text("arn"),
@@ -86,9 +96,14 @@ impl JobSnapshot {
             start_time: number(timing.and_then(|t| t.get("startTime"))),
             finish_time: number(timing.and_then(|t| t.get("finishTime"))),
             output_paths,
+            user_metadata,
+            created_at: number(job.get("createdAt")),
         }
     }
 }
+
+/// Most `ListJobs` pages read when looking for a job by its resource UID.
+const MAX_LIST_PAGES: usize = 25;
 
 /// Result of asking MediaConvert to cancel a job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,6 +126,17 @@ pub trait MediaConvert: Send + Sync {
 
     /// Cancels a queued or running job.
     async fn cancel_job(&self, region: &str, id: &str) -> Result<CancelOutcome, AwsError>;
+
+    /// Finds the newest job whose user metadata has `key` set to `value`, among the jobs
+    /// created at or after `since` (epoch seconds), newest first.
+    async fn find_job(
+        &self,
+        region: &str,
+        queue: Option<&str>,
+        key: &str,
+        value: &str,
+        since: i64,
+    ) -> Result<Option<JobSnapshot>, AwsError>;
 }
 
 /// [`MediaConvert`] over the AWS SDK, one client per region.
@@ -184,6 +210,59 @@ impl MediaConvert for MediaConvertClient {
         }
     }
 
+    async fn find_job(
+        &self,
+        region: &str,
+        queue: Option<&str>,
+        key: &str,
+        value: &str,
+        since: i64,
+    ) -> Result<Option<JobSnapshot>, AwsError> {
+        let client = self.client(region);
+        let mut next_token = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let captured = CaptureBody::default();
+            client
+                .list_jobs()
+                .order(aws_sdk_mediaconvert::types::Order::Descending)
+                .max_results(20)
+                .set_queue(queue.map(str::to_string))
+                .set_next_token(next_token.take())
+                .customize()
+                .interceptor(captured.clone())
+                .send()
+                .await
+                .map_err(|error| AwsError::from_sdk("ListJobs", error))?;
+            let page = captured.json().unwrap_or_default();
+            let jobs: Vec<JobSnapshot> = page
+                .get("jobs")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(JobSnapshot::from_json)
+                .collect();
+            if let Some(found) = jobs
+                .iter()
+                .find(|job| job.user_metadata.get(key).map(String::as_str) == Some(value))
+            {
+                return Ok(Some(found.clone()));
+            }
+            let reached_older = jobs
+                .iter()
+                .any(|job| job.created_at.is_some_and(|at| at < since));
+            next_token = page
+                .get("nextToken")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if reached_older || next_token.is_none() {
+                return Ok(None);
+            }
+        }
+        // NOTE: a queue with more recent jobs than MAX_LIST_PAGES pages is not searched to
+        // the end; the caller then relies on the client request token alone.
+        Ok(None)
+    }
+
     async fn cancel_job(&self, region: &str, id: &str) -> Result<CancelOutcome, AwsError> {
         let result = self.client(region).cancel_job().id(id).send().await;
         match result {
@@ -251,10 +330,15 @@ struct CaptureBody {
 }
 
 impl CaptureBody {
+    /// Parses the captured response as JSON.
+    fn json(&self) -> Option<Value> {
+        let body = self.body.lock().map(|mut slot| slot.take()).ok().flatten();
+        body.and_then(|bytes| serde_json::from_slice(&bytes).ok())
+    }
+
     /// Parses the captured `{"job": {...}}` response of `operation`.
     fn job(&self, operation: &'static str) -> Result<JobSnapshot, AwsError> {
-        let body = self.body.lock().map(|mut slot| slot.take()).ok().flatten();
-        let parsed: Option<Value> = body.and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        let parsed = self.json();
         match parsed.as_ref().and_then(|value| value.get("job")) {
             Some(job) => Ok(JobSnapshot::from_json(job)),
             None => Err(AwsError {

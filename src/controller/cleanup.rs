@@ -4,6 +4,7 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
 use super::patch::publish;
+use super::submit::find_own_job;
 use super::{Context, Error, Result};
 use crate::api::{DeletionPolicy, MediaConvertJob};
 use crate::aws::CancelOutcome;
@@ -12,19 +13,26 @@ use crate::aws::CancelOutcome;
 /// MediaConvert accepted the cancellation; the operator does not wait for `CANCELED`.
 pub async fn cleanup(job: &MediaConvertJob, context: &Context) -> Result<Action> {
     let status = job.status_or_default();
-    let Some(job_id) = status.job_id.as_deref() else {
-        return Ok(Action::await_change());
-    };
     if status.phase.is_some_and(|phase| phase.is_terminal()) {
         return Ok(Action::await_change());
     }
+    let job_id = match (&status.job_id, &status.submission_token) {
+        (Some(job_id), _) => job_id.clone(),
+        // CreateJob may have run without its answer being recorded, so look the job up.
+        (None, Some(_)) => match find_own_job(job, context).await? {
+            Some(found) => found.id,
+            None => return Ok(Action::await_change()),
+        },
+        (None, None) => return Ok(Action::await_change()),
+    };
+    let job_id = job_id.as_str();
     if job.spec.deletion_policy == DeletionPolicy::Orphan {
         let note = format!("Left MediaConvert job {job_id} running, as deletionPolicy is Orphan");
         publish(context, job, false, "Orphaned", note).await;
         return Ok(Action::await_change());
     }
 
-    let region = context.checker.region_of(&job.spec);
+    let region = status.region_or(context.checker.region_of(&job.spec));
     let outcome = context
         .mediaconvert
         .cancel_job(&region, job_id)

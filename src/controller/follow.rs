@@ -1,13 +1,18 @@
 //! Following a submitted job until MediaConvert reports a terminal state.
 
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::ResourceExt;
+use kube::api::DeleteParams;
 use kube::runtime::controller::Action;
 
 use super::patch::{publish, write_status};
 use super::status::{apply_snapshot, set_outcome_conditions};
 use super::{Context, Error, Result};
-use crate::api::{ConditionReason, JobPhase, MediaConvertJob};
+use crate::api::{ConditionReason, JobPhase, MediaConvertJob, MediaConvertJobStatus};
+use crate::aws::CancelOutcome;
 
 /// Reads the job from MediaConvert and mirrors it into status.
 pub async fn follow(
@@ -18,9 +23,9 @@ pub async fn follow(
 ) -> Result<Action> {
     let old = job.status_or_default();
     if old.phase.is_some_and(JobPhase::is_terminal) {
-        return Ok(Action::await_change());
+        return expire(job, &old, api, context).await;
     }
-    let region = context.checker.region_of(&job.spec);
+    let region = old.region_or(context.checker.region_of(&job.spec));
     let snapshot = context
         .mediaconvert
         .get_job(&region, job_id)
@@ -53,14 +58,119 @@ pub async fn follow(
     context.reset_backoff(&job.uid().unwrap_or_default());
 
     let phase = status.phase.unwrap_or(JobPhase::Submitted);
+    let overdue = overdue_seconds(job, &status).filter(|_| !phase.is_terminal());
+    if let Some(overdue) = overdue {
+        return cancel_overdue(job, status, job_id, &region, overdue, api, context).await;
+    }
     if old.phase != Some(phase) {
         announce(job, &status, phase, context).await;
     }
     if phase.is_terminal() {
-        Ok(Action::await_change())
-    } else {
-        Ok(Action::requeue(context.settings.poll_interval))
+        return expire(job, &status, api, context).await;
     }
+    let until_deadline = deadline(job, &status).map(|at| seconds_until(at).max(0) as u64);
+    let poll = context.settings.poll_interval;
+    let next = until_deadline.map_or(poll, |seconds| poll.min(Duration::from_secs(seconds + 1)));
+    Ok(Action::requeue(next))
+}
+
+fn seconds_until(at: i64) -> i64 {
+    at - Timestamp::now().as_second()
+}
+
+/// Epoch second at which `activeDeadlineSeconds` runs out, counted from submission.
+fn deadline(job: &MediaConvertJob, status: &MediaConvertJobStatus) -> Option<i64> {
+    let limit = job.spec.active_deadline_seconds?;
+    let submitted = status.submitted_at.as_ref()?.0.as_second();
+    Some(submitted.saturating_add(limit))
+}
+
+/// Seconds past the deadline, when it has passed.
+fn overdue_seconds(job: &MediaConvertJob, status: &MediaConvertJobStatus) -> Option<i64> {
+    let overdue = -seconds_until(deadline(job, status)?);
+    (overdue >= 0).then_some(overdue)
+}
+
+/// Cancels a job that ran past `activeDeadlineSeconds` and fails the resource.
+async fn cancel_overdue(
+    job: &MediaConvertJob,
+    mut status: MediaConvertJobStatus,
+    job_id: &str,
+    region: &str,
+    overdue: i64,
+    api: &Api<MediaConvertJob>,
+    context: &Context,
+) -> Result<Action> {
+    let outcome = context
+        .mediaconvert
+        .cancel_job(region, job_id)
+        .await
+        .map_err(|source| Error::MediaConvert {
+            name: job.name_any(),
+            source,
+        })?;
+    if outcome == CancelOutcome::AlreadyFinished {
+        // It finished just in time; the next read records how.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    let limit = job.spec.active_deadline_seconds.unwrap_or_default();
+    let message = format!(
+        "MediaConvert job {job_id} ran longer than activeDeadlineSeconds ({limit} s, exceeded by {overdue} s) and was canceled"
+    );
+    status.phase = Some(JobPhase::Canceled);
+    status.error_message = Some(message.clone());
+    status.finished_at = Some(super::patch::now());
+    let reason = ConditionReason::DeadlineExceeded;
+    set_outcome_conditions(
+        &mut status,
+        JobPhase::Canceled,
+        reason,
+        &message,
+        job.metadata.generation,
+    );
+    write_status(api, job, &status, false).await?;
+    tracing::info!(job_id, "Canceled job past its deadline");
+    publish(context, job, true, &reason.to_string(), message).await;
+    expire(job, &status, api, context).await
+}
+
+/// Deletes a finished resource once `ttlSecondsAfterFinished` has passed, or requeues
+/// for that moment.
+async fn expire(
+    job: &MediaConvertJob,
+    status: &MediaConvertJobStatus,
+    api: &Api<MediaConvertJob>,
+    context: &Context,
+) -> Result<Action> {
+    let (Some(ttl), Some(finished)) = (
+        job.spec.ttl_seconds_after_finished,
+        status.finished_at.as_ref(),
+    ) else {
+        return Ok(Action::await_change());
+    };
+    let remaining = seconds_until(finished.0.as_second().saturating_add(ttl));
+    if remaining > 0 {
+        return Ok(Action::requeue(Duration::from_secs(remaining as u64)));
+    }
+    if job.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    api.delete(&job.name_any(), &DeleteParams::default())
+        .await
+        .map_err(|source| Error::Delete {
+            name: job.name_any(),
+            source,
+        })?;
+    tracing::info!(ttl, "Deleted finished resource after its TTL");
+    publish(
+        context,
+        job,
+        false,
+        "Expired",
+        format!("Deleted {ttl} s after the job finished, as ttlSecondsAfterFinished asks"),
+    )
+    .await;
+    Ok(Action::await_change())
 }
 
 /// Publishes the Event for a phase change and logs it.

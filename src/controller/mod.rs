@@ -37,6 +37,13 @@ pub enum Error {
         source: kube::Error,
     },
 
+    #[error("failed to delete {name} after its TTL: {source}")]
+    Delete {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+
     #[error("failed to read {name} before submission: {source}")]
     ReadFresh {
         name: String,
@@ -69,18 +76,32 @@ pub enum Error {
 impl Error {
     /// Short PascalCase category, used as Event reason and in logs.
     pub fn category(&self) -> &'static str {
-        match self {
+        match self.inner() {
             Error::WriteStatus { .. } => "StatusWriteFailed",
             Error::ReadFresh { .. } => "ReadFailed",
+            Error::Delete { .. } => "DeleteFailed",
             Error::MediaConvert { .. } => "MediaConvertCallFailed",
             Error::Validate { .. } => "ValidationCallFailed",
             Error::Finalizer { .. } => "FinalizerFailed",
         }
     }
 
+    /// The error of the apply or cleanup step inside a finalizer error.
+    fn inner(&self) -> &Error {
+        match self {
+            Error::Finalizer { source, .. } => match source.as_ref() {
+                finalizer::Error::ApplyFailed(inner) | finalizer::Error::CleanupFailed(inner) => {
+                    inner.inner()
+                }
+                _ => self,
+            },
+            _ => self,
+        }
+    }
+
     fn is_throttled(&self) -> bool {
         matches!(
-            self,
+            self.inner(),
             Error::MediaConvert { source, .. } | Error::Validate { source, .. }
                 if source.class == ErrorClass::Throttled
         )
@@ -236,18 +257,33 @@ async fn apply(
         return follow::follow(job, job_id, api, context).await;
     }
 
+    // Submission decisions are made on a fresh read, because the watch cache may not yet
+    // show a token or job id that an earlier pass wrote. The token write below is
+    // conditional on this exact version, so the spec that is validated is the one sent.
+    let fresh = api
+        .get(&job.name_any())
+        .await
+        .map_err(|source| Error::ReadFresh {
+            name: job.name_any(),
+            source,
+        })?;
+    let fresh_status = fresh.status_or_default();
+    if fresh_status.job_id.is_some() {
+        return Ok(Action::requeue(context.settings.poll_interval));
+    }
+
     // A recorded token without a job id means a submission may have reached MediaConvert:
-    // repeat it with the same token instead of validating again.
-    if status.submission_token.is_some() {
-        return submit::resume(job, api, context).await;
+    // find that job, or repeat the call with the same token, instead of validating again.
+    if fresh_status.submission_token.is_some() {
+        return submit::resume(&fresh, api, context).await;
     }
 
     // An invalid spec waits for an edit, unless the fix is expected in AWS.
-    if submit::is_settled_invalid(job) {
+    if submit::is_settled_invalid(&fresh) {
         return Ok(Action::await_change());
     }
 
-    submit::validate_and_submit(job, api, context).await
+    submit::validate_and_submit(&fresh, api, context).await
 }
 
 /// Requeues a failed reconcile with a per-object growing delay.

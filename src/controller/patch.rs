@@ -13,7 +13,7 @@ use crate::api::{MediaConvertJob, MediaConvertJobStatus};
 ///
 /// With `precondition`, the write carries the object's `resourceVersion`, so it fails with
 /// a conflict when the object changed since it was read. Submission relies on that: the
-/// token is recorded only on the exact version that was checked for an existing job.
+/// token is recorded only on the exact version that was read fresh and validated.
 pub async fn write_status(
     api: &Api<MediaConvertJob>,
     job: &MediaConvertJob,

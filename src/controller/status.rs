@@ -69,34 +69,34 @@ pub fn set_outcome_conditions(
         phase,
         JobPhase::Invalid | JobPhase::Error | JobPhase::Canceled
     );
-    let unfinished = ConditionReason::JobNotFinished;
-    let (complete_reason, failed_reason) = match (complete, failed) {
-        (true, _) => (reason, reason),
-        (_, true) => (unfinished, reason),
-        _ => (unfinished, unfinished),
+    // A finished job carries its outcome's reason and message on all three conditions.
+    let (reason, message) = if complete || failed {
+        (reason, message)
+    } else {
+        (ConditionReason::JobNotFinished, "")
     };
     set_condition(
         conditions,
         ConditionType::Complete,
         complete,
-        complete_reason,
-        if complete { message } else { "" },
+        reason,
+        message,
         generation,
     );
     set_condition(
         conditions,
         ConditionType::Failed,
         failed,
-        failed_reason,
-        if failed { message } else { "" },
+        reason,
+        message,
         generation,
     );
     set_condition(
         conditions,
         ConditionType::Ready,
         complete,
-        complete_reason,
-        if complete { message } else { "" },
+        reason,
+        message,
         generation,
     );
 }

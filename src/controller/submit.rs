@@ -19,11 +19,14 @@ use crate::validate::{Finding, ValidatedJob, Verdict};
 
 /// Reasons whose fix is a spec edit; the others are retried, because IAM, KMS or S3 may
 /// change without the resource changing.
-const SPEC_REASONS: [ConditionReason; 4] = [
+const SPEC_REASONS: [ConditionReason; 7] = [
     ConditionReason::SpecInvalid,
     ConditionReason::SettingsInvalid,
     ConditionReason::EncryptionConflict,
     ConditionReason::CreateJobRejected,
+    ConditionReason::KmsKeyNotSymmetric,
+    ConditionReason::AwsManagedKeyCrossAccount,
+    ConditionReason::KeyRegionMismatch,
 ];
 
 /// Reports whether the resource is Invalid for its current spec for a reason only an edit
@@ -191,24 +194,12 @@ async fn submit(
     mut status: MediaConvertJobStatus,
     validated: &ValidatedJob,
 ) -> Result<Action> {
-    let fresh = api
-        .get(&job.name_any())
-        .await
-        .map_err(|source| Error::ReadFresh {
-            name: job.name_any(),
-            source,
-        })?;
-    let fresh_status = fresh.status_or_default();
-    if fresh_status.job_id.is_some() || fresh_status.submission_token.is_some() {
-        // Another pass already got further; continue from the fresh state.
-        return Ok(Action::requeue(std::time::Duration::from_secs(1)));
-    }
-
     let token = uuid::Uuid::new_v4().to_string();
     status.submission_token = Some(token);
     status.phase = Some(JobPhase::Submitting);
     status.error_message = None;
     status.encryption = Some(validated.encryption.clone());
+    status.region = Some(validated.region.clone());
     let generation = job.metadata.generation;
     set_condition(
         &mut status.conditions,
@@ -225,19 +216,35 @@ async fn submit(
         "",
         generation,
     );
-    write_status(api, &fresh, &status, true).await?;
+    write_status(api, job, &status, true).await?;
+    // The backoff of failed validations must not delay the resume of this submission
+    // past MediaConvert's token window.
+    context.reset_backoff(&job.uid().unwrap_or_default());
 
     create(job, api, context, status, validated).await
 }
 
-/// Repeats an interrupted submission with its recorded token, which makes MediaConvert
-/// return the job it may already have created instead of creating a second one.
+/// Finishes an interrupted submission. A job that carries the resource's UID is adopted.
+/// Otherwise `CreateJob` is repeated with the recorded token, so MediaConvert returns a job
+/// it created moments ago instead of creating a second one.
 pub async fn resume(
     job: &MediaConvertJob,
     api: &Api<MediaConvertJob>,
     context: &Context,
 ) -> Result<Action> {
-    let status = job.status_or_default();
+    let mut status = job.status_or_default();
+    if let Some(existing) = find_own_job(job, context).await? {
+        tracing::info!(job_id = %existing.id, "Found the job of an interrupted submission");
+        apply_snapshot(&mut status, &existing, job.metadata.generation);
+        write_status(api, job, &status, false).await?;
+        let note = format!(
+            "Found MediaConvert job {} of an interrupted submission",
+            existing.id
+        );
+        publish(context, job, false, "Submitted", note).await;
+        return Ok(Action::requeue(context.settings.poll_interval));
+    }
+
     let resolved_key = status
         .encryption
         .as_ref()
@@ -248,6 +255,33 @@ pub async fn resume(
         // the operator's own rules changed, so it is treated as a rejection.
         Err(finding) => reject(job, api, context, status, finding, false).await,
     }
+}
+
+/// Looks for a job created for this resource, by the UID in its user metadata.
+pub async fn find_own_job(
+    job: &MediaConvertJob,
+    context: &Context,
+) -> Result<Option<crate::aws::JobSnapshot>> {
+    let uid = job.uid().unwrap_or_default();
+    // A job cannot be older than its resource; a minute of slack covers clock skew.
+    let since = job
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|time| time.0.as_second() - 60)
+        .unwrap_or_default();
+    let key = format!("{RESERVED_METADATA_PREFIX}uid");
+    let region = job
+        .status_or_default()
+        .region_or(context.checker.region_of(&job.spec));
+    context
+        .mediaconvert
+        .find_job(&region, job.spec.queue.as_deref(), &key, &uid, since)
+        .await
+        .map_err(|source| Error::MediaConvert {
+            name: job.name_any(),
+            source,
+        })
 }
 
 async fn create(
@@ -275,13 +309,26 @@ async fn create(
             publish(context, job, false, "Submitted", note).await;
             Ok(Action::requeue(context.settings.poll_interval))
         }
-        Err(error) if error.class == ErrorClass::Invalid => {
-            // A bad request created no job, so the token can go and an edit starts over.
-            let message = format!("MediaConvert rejected CreateJob: {}", error.message);
+        Err(error) if matches!(error.class, ErrorClass::Invalid | ErrorClass::AccessDenied) => {
+            // A rejected or denied request created no job, so the token can go. A bad
+            // request waits for a spec edit; a denial is retried, since the fix is in IAM.
+            let denied = error.class == ErrorClass::AccessDenied;
+            let message = if denied {
+                format!(
+                    "MediaConvert denied CreateJob: {}; allow the operator mediaconvert:CreateJob and iam:PassRole on {}",
+                    error.message, job.spec.role
+                )
+            } else {
+                format!("MediaConvert rejected CreateJob: {}", error.message)
+            };
             status.submission_token = None;
             status.phase = Some(JobPhase::Invalid);
             status.error_message = Some(bounded(&error.message));
-            let reason = ConditionReason::CreateJobRejected;
+            let reason = if denied {
+                ConditionReason::CreateJobDenied
+            } else {
+                ConditionReason::CreateJobRejected
+            };
             set_condition(
                 &mut status.conditions,
                 ConditionType::Submitted,
@@ -294,7 +341,13 @@ async fn create(
             write_status(api, job, &status, false).await?;
             tracing::warn!(%error, "MediaConvert rejected the job");
             publish(context, job, true, &reason.to_string(), message).await;
-            Ok(Action::await_change())
+            if denied {
+                Ok(Action::requeue(
+                    context.next_backoff(&job.uid().unwrap_or_default()),
+                ))
+            } else {
+                Ok(Action::await_change())
+            }
         }
         Err(source) => Err(Error::MediaConvert {
             name: job.name_any(),

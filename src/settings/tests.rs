@@ -121,7 +121,7 @@ fn duplicate_spellings_rejected() {
 fn non_object_settings_rejected() {
     for (settings, found) in [(json!("Inputs"), "a string"), (json!([1]), "a list")] {
         let error = NormalizedSettings::parse(&settings, false).unwrap_err();
-        assert_eq!(error, Error::NotAnObject { found });
+        assert_eq!(error, Error::SettingsNotAnObject { found });
     }
 }
 
@@ -320,4 +320,95 @@ fn matching_encryption_accepted() {
         )
         .unwrap();
     assert_eq!(s3["storageClass"], "STANDARD_IA");
+}
+
+#[test]
+fn null_s3_settings_replaced() {
+    let mut settings = console_settings();
+    settings["OutputGroups"][0]["OutputGroupSettings"]["FileGroupSettings"]["DestinationSettings"] =
+        json!({"S3Settings": null});
+    let normalized = NormalizedSettings::parse(&settings, false).unwrap();
+    let spec = kms_spec();
+    let plan = EncryptionPlan {
+        spec: &spec,
+        resolved_key_arn: Some(KEY_ARN),
+    };
+    let prepared = normalized.prepare(&plan).unwrap();
+    assert!(encryption_of(&prepared, 0).is_some());
+}
+
+#[test]
+fn scalar_destination_settings_rejected() {
+    let mut settings = console_settings();
+    settings["OutputGroups"][0]["OutputGroupSettings"]["FileGroupSettings"]["DestinationSettings"] =
+        json!("s3");
+    let normalized = NormalizedSettings::parse(&settings, false).unwrap();
+    let spec = kms_spec();
+    let plan = EncryptionPlan {
+        spec: &spec,
+        resolved_key_arn: Some(KEY_ARN),
+    };
+    let error = normalized.prepare(&plan).unwrap_err();
+    assert!(
+        matches!(error, Error::NotAnObject { ref path, .. } if path.contains("destinationSettings")),
+        "{error}"
+    );
+}
+
+#[test]
+fn template_without_groups_has_nothing_to_encrypt() {
+    let settings = json!({"Inputs": [{"FileInput": "s3://example-media-in/a.mp4"}]});
+    let normalized = NormalizedSettings::parse(&settings, true).unwrap();
+    let spec = kms_spec();
+    let plan = EncryptionPlan {
+        spec: &spec,
+        resolved_key_arn: Some(KEY_ARN),
+    };
+    assert_eq!(
+        normalized.prepare(&plan).unwrap_err(),
+        Error::NothingToEncrypt
+    );
+}
+
+#[test]
+fn group_type_selects_settings_member() {
+    let mut settings = console_settings();
+    // A leftover file group block beside the HLS block that the type selects.
+    settings["OutputGroups"][1]["OutputGroupSettings"]["FileGroupSettings"] =
+        json!({"Destination": "s3://example-media-other/leftover/"});
+    let normalized = NormalizedSettings::parse(&settings, false).unwrap();
+    assert_eq!(
+        normalized.destinations()[1].uri,
+        "s3://example-media-out/hls/"
+    );
+    let spec = kms_spec();
+    let plan = EncryptionPlan {
+        spec: &spec,
+        resolved_key_arn: Some(KEY_ARN),
+    };
+    let prepared = normalized.prepare(&plan).unwrap();
+    let group = &prepared.json["outputGroups"][1]["outputGroupSettings"];
+    assert!(
+        group
+            .pointer("/hlsGroupSettings/destinationSettings/s3Settings/encryption")
+            .is_some()
+    );
+    assert!(
+        group
+            .pointer("/fileGroupSettings/destinationSettings")
+            .is_none()
+    );
+}
+
+#[test]
+fn screaming_snake_matches_group_types() {
+    assert_eq!(
+        screaming_snake("dashIsoGroupSettings"),
+        "DASH_ISO_GROUP_SETTINGS"
+    );
+    assert_eq!(
+        screaming_snake("msSmoothGroupSettings"),
+        "MS_SMOOTH_GROUP_SETTINGS"
+    );
+    assert_eq!(screaming_snake("hlsGroupSettings"), "HLS_GROUP_SETTINGS");
 }

@@ -203,6 +203,20 @@ impl Checker {
             .as_ref()
             .map(|key| key.arn.clone())
             .or_else(|| spec.encryption.kms_key_arn.clone());
+        if let Some(alias) = resolved_key_arn
+            .as_deref()
+            .filter(|arn| arn.contains(":alias/"))
+        {
+            let finding = Finding::failed(
+                CheckName::KmsKeyUsable,
+                ConditionReason::SpecInvalid,
+                format!(
+                    "spec.encryption.kmsKeyArn {alias} is an alias ARN, which MediaConvert does not accept, and the operator could not resolve it with kms:DescribeKey; name the key ARN, or let the KmsKeyUsable check run"
+                ),
+            );
+            let retry = spec.validation != ValidationPolicy::Skip;
+            return Ok(reject(checks, finding, retry));
+        }
         let prepared = prepare(&plan.settings, spec, resolved_key_arn.as_deref());
         let settings = match prepared {
             Ok(settings) => settings,

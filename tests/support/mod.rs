@@ -410,3 +410,44 @@ pub async fn invalid_check(
         .unwrap_or_else(|| panic!("no {check} check in {checks:?}"));
     (job, result)
 }
+
+impl Proxy {
+    /// Appends a fault rule that applies only to jobs of `namespace`.
+    pub async fn fault_namespace(&self, namespace: &str, mut rule: Value) {
+        rule["userMetadata"] = json!({"mediaconvert.operators.dev/namespace": namespace});
+        let response = self
+            .http
+            .post(format!("{}/__proxy/faults/rules", self.url))
+            .json(&rule)
+            .send()
+            .await
+            .expect("proxy unreachable");
+        assert!(
+            response.status().is_success(),
+            "adding a fault rule failed: {}",
+            response.status()
+        );
+    }
+
+    /// How often the fault rules of `namespace` fired, summed.
+    pub async fn faults_fired(&self, namespace: &str) -> u64 {
+        let view: Value = self
+            .http
+            .get(format!("{}/__proxy/faults", self.url))
+            .send()
+            .await
+            .expect("proxy unreachable")
+            .json()
+            .await
+            .expect("proxy returned invalid JSON");
+        view["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|rule| {
+                rule["userMetadata"]["mediaconvert.operators.dev/namespace"] == namespace
+            })
+            .filter_map(|rule| rule["fired"].as_u64())
+            .sum()
+    }
+}

@@ -4,7 +4,7 @@
 use hyper::{Method, Response, StatusCode};
 use serde_json::json;
 
-use crate::faults::FaultConfig;
+use crate::faults::{FaultConfig, FaultRule};
 use crate::jobs::now_ms;
 use crate::proxy::{App, BufferedRequest, CONTROL_PREFIX};
 use crate::reply::{self, Body, control_error};
@@ -29,6 +29,7 @@ pub fn handle(app: &App, request: &BufferedRequest) -> Response<Body> {
         ("timelines/rules", "POST") => add_timeline_rule(&mut state, request),
         ("faults", "GET") => faults_view(&state),
         ("faults", "PUT") => put_faults(&mut state, request),
+        ("faults/rules", "POST") => add_fault_rule(&mut state, request),
         ("faults", "DELETE") => {
             state.faults = Default::default();
             faults_view(&state)
@@ -37,7 +38,11 @@ pub fn handle(app: &App, request: &BufferedRequest) -> Response<Body> {
             *state = State::default();
             reply::json(StatusCode::OK, &json!({}))
         }
-        ("calls" | "jobs" | "timelines" | "timelines/rules" | "faults" | "reset", _) => {
+        (
+            "calls" | "jobs" | "timelines" | "timelines/rules" | "faults" | "faults/rules"
+            | "reset",
+            _,
+        ) => {
             let message = format!("method {method} is not allowed on {CONTROL_PREFIX}{route}");
             control_error(StatusCode::METHOD_NOT_ALLOWED, message)
         }
@@ -118,6 +123,21 @@ fn put_faults(state: &mut State, request: &BufferedRequest) -> Response<Body> {
         Err(message) => control_error(
             StatusCode::BAD_REQUEST,
             format!("invalid faults: {message}"),
+        ),
+    }
+}
+
+/// Appends one fault rule, so tests running side by side keep each other's rules.
+fn add_fault_rule(state: &mut State, request: &BufferedRequest) -> Response<Body> {
+    let rule = serde_json::from_slice::<FaultRule>(&request.body);
+    let added = rule
+        .map_err(|error| error.to_string())
+        .and_then(|rule| state.faults.add(rule));
+    match added {
+        Ok(()) => faults_view(state),
+        Err(message) => control_error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid fault rule: {message}"),
         ),
     }
 }

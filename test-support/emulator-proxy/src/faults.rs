@@ -1,9 +1,11 @@
 //! Fault rules: injected errors, delays and withheld responses per operation.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::classify::Operation;
 
@@ -13,6 +15,11 @@ use crate::classify::Operation;
 pub struct FaultRule {
     /// `service:Operation`, `service:*` or `*`.
     pub operation: String,
+    /// Pairs that the request body's `userMetadata` must contain, such as a test's
+    /// namespace, so that tests running side by side fault only their own jobs. Empty
+    /// matches every request.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub user_metadata: BTreeMap<String, String>,
     /// HTTP status of the injected error. Without it, and without
     /// `withhold_response`, the rule only delays the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,6 +112,17 @@ impl FaultSet {
         Ok(())
     }
 
+    /// Appends one rule after the existing ones.
+    pub fn add(&mut self, rule: FaultRule) -> Result<(), String> {
+        validate(&rule)?;
+        self.rules.push(ActiveRule {
+            remaining: rule.times,
+            rule,
+            fired: 0,
+        });
+        Ok(())
+    }
+
     pub fn rules(&self) -> &[ActiveRule] {
         &self.rules
     }
@@ -112,14 +130,22 @@ impl FaultSet {
     /// Fires the first rule that matches `operation`, has firings left and
     /// passes its probability draw, and counts the firing. `draw` returns true
     /// with the given probability, so tests can pass a fixed draw.
-    pub fn fire(
+    #[cfg(test)]
+    pub fn fire(&mut self, operation: &Operation, draw: impl FnMut(f64) -> bool) -> Option<Fault> {
+        self.fire_for(operation, &Map::new(), draw)
+    }
+
+    /// Like [`FaultSet::fire`], for a request whose body carries `user_metadata`.
+    pub fn fire_for(
         &mut self,
         operation: &Operation,
+        user_metadata: &Map<String, Value>,
         mut draw: impl FnMut(f64) -> bool,
     ) -> Option<Fault> {
         let operation = operation.to_string();
         let active = self.rules.iter_mut().find(|active| {
             matches_operation(&active.rule.operation, &operation)
+                && matches_metadata(&active.rule.user_metadata, user_metadata)
                 && active.remaining != Some(0)
                 && active.rule.probability.is_none_or(&mut draw)
         })?;
@@ -148,6 +174,12 @@ fn validate(rule: &FaultRule) -> Result<(), String> {
         return Err(format!("probability {probability} is outside 0 to 1"));
     }
     Ok(())
+}
+
+fn matches_metadata(expected: &BTreeMap<String, String>, actual: &Map<String, Value>) -> bool {
+    expected
+        .iter()
+        .all(|(key, value)| actual.get(key).and_then(Value::as_str) == Some(value.as_str()))
 }
 
 fn matches_operation(pattern: &str, operation: &str) -> bool {

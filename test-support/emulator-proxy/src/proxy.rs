@@ -76,6 +76,15 @@ pub async fn handle(app: &App, request: Request<Incoming>) -> Result<Response<Bo
     Ok(proxy(app, request).await)
 }
 
+/// Returns the `userMetadata` object of a JSON request body, or an empty map.
+fn body_user_metadata(body: &[u8]) -> serde_json::Map<String, serde_json::Value> {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    match parsed.and_then(|mut value| value.get_mut("userMetadata").map(serde_json::Value::take)) {
+        Some(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
 /// Counts the request, applies the first fault rule that fires, then routes it.
 async fn proxy(app: &App, request: BufferedRequest) -> Response<Body> {
     let view = request.view();
@@ -84,7 +93,10 @@ async fn proxy(app: &App, request: BufferedRequest) -> Response<Body> {
     let fault = {
         let mut state = app.shared.lock();
         state.count(&operation);
-        state.faults.fire(&operation, rand::random_bool)
+        let user_metadata = body_user_metadata(&request.body);
+        state
+            .faults
+            .fire_for(&operation, &user_metadata, rand::random_bool)
     };
     tracing::debug!(%operation, method = %request.parts.method, path = request.parts.uri.path(),
         "Request received");
