@@ -18,5 +18,5 @@ trap 'hack/env-down.sh' EXIT
 source "$env_file"
 
 # Each integration test starts its own operator for its own namespace, so tests can run
-# side by side; a few at a time keeps a 2-core machine responsive.
+# side by side. A few at a time keeps a 2-core machine responsive.
 cargo test --workspace --locked --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"

@@ -200,14 +200,7 @@ async fn deleting_running_job_cancels_it() {
     api.delete("long", &DeleteParams::default())
         .await
         .expect("delete failed");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while api.get_opt("long").await.expect("get failed").is_some() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "resource still present after deletion"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    wait_deleted(&api, "long").await;
     let aws_job = setup.env.proxy().get_job(&job_id).await;
     assert_eq!(
         aws_job["status"], "CANCELED",

@@ -100,19 +100,7 @@ async fn ttl_deletes_finished_resource() {
     create(&api, &job).await;
 
     wait_for(&api, "short-lived", "Complete", phase_is("Complete")).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while api
-        .get_opt("short-lived")
-        .await
-        .expect("get failed")
-        .is_some()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "resource not deleted after its TTL"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    wait_deleted(&api, "short-lived").await;
 }
 
 #[tokio::test]
@@ -128,14 +116,7 @@ async fn orphan_policy_leaves_job_running() {
     api.delete("kept", &DeleteParams::default())
         .await
         .expect("delete failed");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while api.get_opt("kept").await.expect("get failed").is_some() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "resource still present after deletion"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_deleted(&api, "kept").await;
     assert_eq!(
         setup.env.proxy().get_job(&job_id).await["status"],
         "PROGRESSING"

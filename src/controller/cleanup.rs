@@ -18,7 +18,7 @@ pub async fn cleanup(job: &MediaConvertJob, context: &Context) -> Result<Action>
     }
     let job_id = match (&status.job_id, &status.submission_token) {
         (Some(job_id), _) => job_id.clone(),
-        // CreateJob may have run without its answer being recorded, so look the job up.
+        // CreateJob may have run without its response being recorded, so look the job up.
         (None, Some(_)) => match find_own_job(job, context).await? {
             Some(found) => found.id,
             None => return Ok(Action::await_change()),

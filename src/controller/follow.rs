@@ -110,9 +110,10 @@ async fn cancel_overdue(
             source,
         })?;
     if outcome == CancelOutcome::AlreadyFinished {
-        // It finished just in time; the next read records how.
+        // It finished just in time, and the next read records how.
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
+
     let limit = job.spec.active_deadline_seconds.unwrap_or_default();
     let message = format!(
         "MediaConvert job {job_id} ran longer than activeDeadlineSeconds ({limit} s, exceeded by {overdue} s) and was canceled"
@@ -120,6 +121,7 @@ async fn cancel_overdue(
     status.phase = Some(JobPhase::Canceled);
     status.error_message = Some(message.clone());
     status.finished_at = Some(super::patch::now());
+
     let reason = ConditionReason::DeadlineExceeded;
     set_outcome_conditions(
         &mut status,

@@ -86,7 +86,7 @@ impl Error {
         }
     }
 
-    /// The error of the apply or cleanup step inside a finalizer error.
+    /// Returns the error of the apply or cleanup step inside a finalizer error.
     fn inner(&self) -> &Error {
         match self {
             Error::Finalizer { source, .. } => match source.as_ref() {

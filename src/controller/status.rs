@@ -6,7 +6,7 @@ use k8s_openapi::jiff::Timestamp;
 use crate::api::{ConditionReason, ConditionType, JobPhase, MediaConvertJobStatus};
 use crate::aws::JobSnapshot;
 
-/// Longest message kept in status and Events, in bytes, so a verbose AWS error cannot
+/// Maximum message length kept in status and Events, in bytes, so a verbose AWS error cannot
 /// push the object towards etcd's size limit.
 pub const MAX_MESSAGE_BYTES: usize = 1024;
 

@@ -12,7 +12,7 @@ use kube::{Api, Client, ResourceExt};
 use mediaconvert_operator::api::MediaConvertJob;
 use serde_json::{Value, json};
 
-/// Longest wait for any condition in a test.
+/// Maximum wait for any condition in a test.
 pub const WAIT: Duration = Duration::from_secs(60);
 
 /// The local environment, read from the variables that `hack/env-up.sh` writes.
@@ -164,62 +164,97 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    async fn get(&self, route: &str) -> Value {
+        self.http
+            .get(format!("{}/__proxy/{route}", self.url))
+            .send()
+            .await
+            .expect("proxy unreachable")
+            .json()
+            .await
+            .expect("proxy returned invalid JSON")
+    }
+
+    async fn post(&self, route: &str, body: &Value) {
+        let response = self
+            .http
+            .post(format!("{}/__proxy/{route}", self.url))
+            .json(body)
+            .send()
+            .await
+            .expect("proxy unreachable");
+        let status = response.status();
+        assert!(
+            status.is_success(),
+            "POST /__proxy/{route} failed: {status}"
+        );
+    }
+
     /// Scripts the timeline of every job whose user metadata names `namespace`.
     pub async fn script_namespace(&self, namespace: &str, timeline: Value) {
         let rule = json!({
             "userMetadata": {"mediaconvert.operators.dev/namespace": namespace},
             "timeline": timeline,
         });
-        let response = self
-            .http
-            .post(format!("{}/__proxy/timelines/rules", self.url))
-            .json(&rule)
-            .send()
-            .await
-            .expect("proxy unreachable");
-        assert!(
-            response.status().is_success(),
-            "adding a timeline rule failed: {}",
-            response.status()
-        );
+        self.post("timelines/rules", &rule).await;
+    }
+
+    /// Appends a fault rule that applies only to jobs of `namespace`.
+    pub async fn fault_namespace(&self, namespace: &str, mut rule: Value) {
+        rule["userMetadata"] = json!({"mediaconvert.operators.dev/namespace": namespace});
+        self.post("faults/rules", &rule).await;
     }
 
     /// Jobs created upstream whose user metadata names `namespace`.
     pub async fn jobs_in(&self, namespace: &str) -> Vec<Value> {
-        let jobs: Vec<Value> = self
-            .http
-            .get(format!("{}/__proxy/jobs", self.url))
-            .send()
-            .await
-            .expect("proxy unreachable")
-            .json()
-            .await
-            .expect("proxy returned invalid JSON");
+        let jobs = self.get("jobs").await;
+        let jobs = jobs.as_array().cloned().unwrap_or_default();
         jobs.into_iter()
             .filter(|job| job["userMetadata"]["mediaconvert.operators.dev/namespace"] == namespace)
             .collect()
     }
-}
 
-impl Proxy {
-    /// The job with `id` as the proxy last scripted it, from its job list.
+    /// Returns the job with `id` from the proxy's job list, with its scripted status.
     pub async fn get_job(&self, id: &str) -> Value {
-        let jobs: Vec<Value> = self
-            .http
-            .get(format!("{}/__proxy/jobs", self.url))
-            .send()
-            .await
-            .expect("proxy unreachable")
-            .json()
-            .await
-            .expect("proxy returned invalid JSON");
-        jobs.into_iter()
-            .find(|job| job["id"] == id)
+        let jobs = self.get("jobs").await;
+        let found = jobs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|job| job["id"] == id);
+        found
+            .cloned()
             .unwrap_or_else(|| panic!("proxy has no job {id}"))
+    }
+
+    /// Returns how often the fault rules of `namespace` fired, summed.
+    pub async fn faults_fired(&self, namespace: &str) -> u64 {
+        let view = self.get("faults").await;
+        view["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|rule| {
+                rule["userMetadata"]["mediaconvert.operators.dev/namespace"] == namespace
+            })
+            .filter_map(|rule| rule["fired"].as_u64())
+            .sum()
     }
 }
 
-/// A timeline that queues briefly, progresses over `progress_ms`, then ends in `last`.
+/// Waits until the named job is gone from the API server.
+pub async fn wait_deleted(api: &Api<MediaConvertJob>, name: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while api.get_opt(name).await.expect("get failed").is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} still present after deletion"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Builds a timeline that queues briefly, progresses over `progress_ms`, then ends in `last`.
 pub fn timeline(progress_ms: u64, last: Value) -> Value {
     let mut end = last;
     end["atMs"] = json!(progress_ms + 400);
@@ -384,7 +419,7 @@ spec:
     ))
 }
 
-/// The `Encryption` block the proxy saw for output group `index` of the submitted job.
+/// Returns the `Encryption` block the proxy saw for output group `index` of a submitted job.
 pub fn sent_encryption(job: &Value, index: usize) -> Option<Value> {
     let settings = &job["settings"]["outputGroups"][index]["outputGroupSettings"];
     ["fileGroupSettings", "hlsGroupSettings"]
@@ -409,45 +444,4 @@ pub async fn invalid_check(
         .cloned()
         .unwrap_or_else(|| panic!("no {check} check in {checks:?}"));
     (job, result)
-}
-
-impl Proxy {
-    /// Appends a fault rule that applies only to jobs of `namespace`.
-    pub async fn fault_namespace(&self, namespace: &str, mut rule: Value) {
-        rule["userMetadata"] = json!({"mediaconvert.operators.dev/namespace": namespace});
-        let response = self
-            .http
-            .post(format!("{}/__proxy/faults/rules", self.url))
-            .json(&rule)
-            .send()
-            .await
-            .expect("proxy unreachable");
-        assert!(
-            response.status().is_success(),
-            "adding a fault rule failed: {}",
-            response.status()
-        );
-    }
-
-    /// How often the fault rules of `namespace` fired, summed.
-    pub async fn faults_fired(&self, namespace: &str) -> u64 {
-        let view: Value = self
-            .http
-            .get(format!("{}/__proxy/faults", self.url))
-            .send()
-            .await
-            .expect("proxy unreachable")
-            .json()
-            .await
-            .expect("proxy returned invalid JSON");
-        view["rules"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|rule| {
-                rule["userMetadata"]["mediaconvert.operators.dev/namespace"] == namespace
-            })
-            .filter_map(|rule| rule["fired"].as_u64())
-            .sum()
-    }
 }
