@@ -134,12 +134,13 @@ pub struct EncryptionSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub output_groups: Vec<String>,
 
-    /// Also require `kms:Decrypt` for the job role, because the outputs will be read back
-    /// as inputs of later jobs.
+    /// Marks outputs that later jobs read back as inputs, which needs `kms:Decrypt` for the
+    /// job role. Recorded only: the operator does not check this grant yet.
     #[serde(default)]
     pub allow_reuse_as_input: bool,
 
-    /// IAM principals (role or user ARNs) that must be able to read the outputs.
+    /// IAM principals (role or user ARNs) that must be able to read the outputs. Recorded
+    /// only: the operator does not check their grants yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub readers: Vec<String>,
 }

@@ -279,6 +279,17 @@ impl Checker {
             }
             let region = match self.s3.bucket_region(&destination.bucket).await {
                 Ok(region) => region,
+                Err(error) if error.class == ErrorClass::Invalid => {
+                    findings.push(Finding::failed(
+                        CheckName::DestinationBucketExists,
+                        ConditionReason::BucketNotFound,
+                        format!(
+                            "S3 rejected bucket {} from output group {:?} (destination {}): {}; correct the destination",
+                            destination.bucket, destination.group, destination.uri, error.message
+                        ),
+                    ));
+                    continue;
+                }
                 Err(error) if error.class == ErrorClass::AccessDenied => {
                     findings.push(Finding::unknown(
                         CheckName::DestinationBucketExists,
@@ -381,6 +392,14 @@ fn key_error(key_arn: &str, error: AwsError) -> Result<Finding, AwsError> {
                 "KMS key {key_arn} does not exist; check the key ARN and region in spec.encryption.kmsKeyArn"
             ),
         )),
+        ErrorClass::Invalid => Ok(Finding::failed(
+            CheckName::KmsKeyUsable,
+            ConditionReason::KmsKeyNotFound,
+            format!(
+                "KMS rejected key {key_arn}: {}; check spec.encryption.kmsKeyArn",
+                error.message
+            ),
+        )),
         ErrorClass::AccessDenied => Ok(Finding::unknown(
             CheckName::KmsKeyUsable,
             format!(
@@ -443,4 +462,102 @@ fn judge_key(
         );
     }
     Ok(Some(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+    fn key(state: &str, usage: &str, spec: &str, manager: &str) -> KeyDescription {
+        KeyDescription {
+            arn: KEY.into(),
+            account_id: "111122223333".into(),
+            state: state.into(),
+            usage: usage.into(),
+            spec: spec.into(),
+            manager: manager.into(),
+        }
+    }
+
+    fn rejection(described: KeyDescription, role_account: &str) -> Finding {
+        judge_key(KEY, described, Some(role_account)).expect_err("key accepted")
+    }
+
+    #[test]
+    fn usable_key_accepted() {
+        let described = key(
+            "Enabled",
+            "ENCRYPT_DECRYPT",
+            "SYMMETRIC_DEFAULT",
+            "CUSTOMER",
+        );
+        assert!(judge_key(KEY, described, Some("111122223333")).is_ok());
+    }
+
+    #[test]
+    fn key_states_have_own_reasons() {
+        let cases = [
+            ("Disabled", ConditionReason::KmsKeyDisabled, "kms:EnableKey"),
+            (
+                "PendingDeletion",
+                ConditionReason::KmsKeyPendingDeletion,
+                "CancelKeyDeletion",
+            ),
+            (
+                "PendingImport",
+                ConditionReason::KmsKeyPendingImport,
+                "import",
+            ),
+            ("Unavailable", ConditionReason::KmsKeyUnavailable, "Enabled"),
+        ];
+        for (state, reason, fix) in cases {
+            let finding = rejection(
+                key(state, "ENCRYPT_DECRYPT", "SYMMETRIC_DEFAULT", "CUSTOMER"),
+                "111122223333",
+            );
+            assert_eq!(finding.reason, reason, "{state}");
+            assert!(
+                finding.message.contains(state),
+                "{state}: {}",
+                finding.message
+            );
+            assert!(
+                finding.message.contains(fix),
+                "{state}: {}",
+                finding.message
+            );
+        }
+    }
+
+    #[test]
+    fn asymmetric_and_mac_keys_rejected() {
+        for (usage, spec) in [
+            ("ENCRYPT_DECRYPT", "RSA_4096"),
+            ("GENERATE_VERIFY_MAC", "HMAC_256"),
+            ("SIGN_VERIFY", "ECC_NIST_P256"),
+        ] {
+            let finding = rejection(key("Enabled", usage, spec, "CUSTOMER"), "111122223333");
+            assert_eq!(
+                finding.reason,
+                ConditionReason::KmsKeyNotSymmetric,
+                "{spec}"
+            );
+            assert!(finding.message.contains(spec), "{}", finding.message);
+            assert!(
+                finding.message.contains("SYMMETRIC_DEFAULT"),
+                "{}",
+                finding.message
+            );
+        }
+    }
+
+    #[test]
+    fn aws_managed_key_of_other_account_rejected() {
+        let described = key("Enabled", "ENCRYPT_DECRYPT", "SYMMETRIC_DEFAULT", "AWS");
+        let finding = rejection(described.clone(), "444455556666");
+        assert_eq!(finding.reason, ConditionReason::AwsManagedKeyCrossAccount);
+        assert!(judge_key(KEY, described, Some("111122223333")).is_ok());
+    }
 }
