@@ -12,9 +12,10 @@ cd "$REPO_ROOT"
 keep=false
 [[ "${1:-}" == "--keep" ]] && keep=true
 
+log "building the tools and the workspace (a first run compiles for a long time; later runs reuse the cache)"
 hack/install-tools.sh &
 tools_pid=$!
-cargo build --workspace --bins --locked --quiet
+cargo build --workspace --bins --locked
 wait "$tools_pid"
 
 env_file="$MCO_ENV_DIR/env"
@@ -23,9 +24,10 @@ operator_pid=""
 stop() {
     [[ -n "$operator_pid" ]] && kill "$operator_pid" 2>/dev/null && wait "$operator_pid" 2>/dev/null
     if $keep; then
-        log "environment left running; source $env_file to use it, hack/env-down.sh to stop it"
+        log "environment left running, operator stopped; source $env_file, then start the operator with target/debug/mediaconvert-operator run; stop everything with hack/env-down.sh"
     else
-        hack/env-down.sh
+        # Purged, so the next demo starts from empty etcd and emulator state.
+        hack/env-down.sh --purge
     fi
 }
 trap stop EXIT
@@ -56,6 +58,8 @@ log "starting the operator (log: $operator_log)"
 target/debug/mediaconvert-operator run --poll-interval-seconds 2 >"$operator_log" 2>&1 &
 operator_pid=$!
 
+# Examples left by an earlier --keep run are removed first, so every job runs anew.
+kubectl delete -f examples/ --ignore-not-found --wait=true >/dev/null
 kubectl apply -f examples/
 deadline=$((SECONDS + 180))
 while true; do

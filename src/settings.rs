@@ -73,7 +73,7 @@ pub enum Error {
     GroupNotS3 { name: String },
 
     #[error(
-        "spec.settings has top-level keys {keys:?}, which look like a whole job or template export; put only the inner Settings object in spec.settings and set the role and queue in spec.role and spec.queue"
+        "spec.settings has top-level keys {keys:?}, which look like a whole job or template export (or get-job output); put only the inner Settings object in spec.settings and set the role and queue in spec.role and spec.queue"
     )]
     WrappedExport { keys: Vec<String> },
 
@@ -164,7 +164,7 @@ impl NormalizedSettings {
         })?;
         reject_wrapped_export(object)?;
 
-        let json = normalize_object(object, "settings")?;
+        let json = normalize_object(object, "spec.settings")?;
         let destinations = collect_destinations(&json, from_template)?;
         Ok(Self { json, destinations })
     }
@@ -244,7 +244,15 @@ fn json_type_name(value: &Value) -> &'static str {
 /// Rejects a console job or template export pasted whole, which nests the real settings
 /// under `Settings` next to keys such as `Role` and `Queue` that MediaConvert would reject.
 fn reject_wrapped_export(object: &Map<String, Value>) -> Result<()> {
-    if !object.contains_key("Settings") && !object.contains_key("settings") {
+    const WRAPPERS: [&str; 6] = [
+        "Settings",
+        "settings",
+        "Job",
+        "job",
+        "JobTemplate",
+        "jobTemplate",
+    ];
+    if !WRAPPERS.iter().any(|wrapper| object.contains_key(*wrapper)) {
         return Ok(());
     }
     let keys = object

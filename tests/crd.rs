@@ -31,15 +31,30 @@ async fn kubectl_explain_shows_field_docs() {
         "{}/kubectl",
         std::env::var("MCO_KUBE_BIN_DIR").expect("MCO_KUBE_BIN_DIR is not set")
     );
-    let output = std::process::Command::new(kubectl)
-        .args(["explain", "mediaconvertjob.spec.encryption.kmsKeyArn"])
-        .output()
-        .expect("failed to run kubectl");
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "kubectl explain failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(text.contains("AWS managed key"), "{text}");
+    // The API server publishes a new CRD's schema to discovery and OpenAPI a moment after it
+    // is established, so kubectl is asked again until it sees it, with a cache of its own.
+    let cache = tempfile::tempdir().expect("failed to create a kubectl cache dir");
+    let deadline = std::time::Instant::now() + support::WAIT;
+    loop {
+        let output = std::process::Command::new(&kubectl)
+            .args([
+                "explain",
+                "mediaconvertjob.spec.encryption.kmsKeyArn",
+                "--cache-dir",
+            ])
+            .arg(cache.path())
+            .output()
+            .expect("failed to run kubectl");
+        let text = String::from_utf8_lossy(&output.stdout);
+        if output.status.success() {
+            assert!(text.contains("AWS managed key"), "{text}");
+            return;
+        }
+        let error = String::from_utf8_lossy(&output.stderr).to_string();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kubectl explain failed: {error}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }

@@ -38,7 +38,10 @@ pub const GROUP: &str = "mediaconvert.operators.dev";
     // then on. The token is removed again when MediaConvert rejects the request.
     validation = kube::core::Rule::new(
         "!has(oldSelf.status) || !has(oldSelf.status.submissionToken) || self.spec == oldSelf.spec"
-    ).message("spec is immutable once the job is submitted to MediaConvert; delete and re-create the resource to change the job"),
+    )
+    .message("spec is immutable once the job is submitted to MediaConvert; delete and re-create the resource to change the job")
+    .field_path(".spec")
+    .reason(kube::core::Reason::FieldValueForbidden),
     printcolumn = r#"{"name": "Phase", "type": "string", "jsonPath": ".status.phase"}"#,
     printcolumn = r#"{"name": "Percent", "type": "integer", "jsonPath": ".status.jobPercentComplete"}"#,
     printcolumn = r#"{"name": "Job ID", "type": "string", "jsonPath": ".status.jobId"}"#,

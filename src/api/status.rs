@@ -249,6 +249,8 @@ pub enum ConditionReason {
     BucketNotFound,
     /// A check could not be decided.
     ValidationUnknown,
+    /// An AWS call of the checks failed in a way that is retried (throttling, 5xx, network).
+    AwsUnavailable,
     /// The submission token is recorded and `CreateJob` is being called.
     Submitting,
     /// MediaConvert accepted the job.

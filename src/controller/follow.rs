@@ -195,7 +195,7 @@ async fn announce(
         JobPhase::Complete => (
             false,
             format!(
-                "MediaConvert job {job_id} completed with {} outputs",
+                "MediaConvert job {job_id} completed, writing {} output files",
                 status.outputs.len()
             ),
         ),

@@ -35,6 +35,28 @@ pub fn set_condition(
     generation: Option<i64>,
 ) {
     let status_text = if status { "True" } else { "False" };
+    put_condition(conditions, kind, status_text, reason, message, generation);
+}
+
+/// Sets a condition to `Unknown`, for an outcome that could not be decided yet.
+pub fn set_condition_unknown(
+    conditions: &mut Vec<Condition>,
+    kind: ConditionType,
+    reason: ConditionReason,
+    message: &str,
+    generation: Option<i64>,
+) {
+    put_condition(conditions, kind, "Unknown", reason, message, generation);
+}
+
+fn put_condition(
+    conditions: &mut Vec<Condition>,
+    kind: ConditionType,
+    status_text: &str,
+    reason: ConditionReason,
+    message: &str,
+    generation: Option<i64>,
+) {
     let type_ = kind.to_string();
     let previous = conditions.iter().position(|c| c.type_ == type_);
     let last_transition_time = match previous.map(|index| &conditions[index]) {
@@ -69,18 +91,24 @@ pub fn set_outcome_conditions(
         phase,
         JobPhase::Invalid | JobPhase::Error | JobPhase::Canceled
     );
-    // A finished job carries its outcome's reason and message on all three conditions.
+    // A finished job carries its outcome's reason on all three conditions. The full
+    // message of a failure stands once, on Failed.
     let (reason, message) = if complete || failed {
         (reason, message)
     } else {
         (ConditionReason::JobNotFinished, "")
+    };
+    let pointer = if failed {
+        "see the Failed condition"
+    } else {
+        message
     };
     set_condition(
         conditions,
         ConditionType::Complete,
         complete,
         reason,
-        message,
+        pointer,
         generation,
     );
     set_condition(
@@ -96,7 +124,7 @@ pub fn set_outcome_conditions(
         ConditionType::Ready,
         complete,
         reason,
-        message,
+        pointer,
         generation,
     );
 }

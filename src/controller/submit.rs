@@ -7,7 +7,9 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 
 use super::patch::{now, publish, write_status};
-use super::status::{apply_snapshot, bounded, set_condition, set_outcome_conditions};
+use super::status::{
+    apply_snapshot, bounded, set_condition, set_condition_unknown, set_outcome_conditions,
+};
 use super::{Context, Error, Result};
 use crate::api::{
     ConditionReason, ConditionType, JobPhase, MediaConvertJob, MediaConvertJobStatus,
@@ -53,14 +55,16 @@ pub async fn validate_and_submit(
     api: &Api<MediaConvertJob>,
     context: &Context,
 ) -> Result<Action> {
-    let outcome = context
-        .checker
-        .run(&job.spec)
-        .await
-        .map_err(|source| Error::Validate {
-            name: job.name_any(),
-            source,
-        })?;
+    let outcome = match context.checker.run(&job.spec).await {
+        Ok(outcome) => outcome,
+        Err(source) => {
+            record_unavailable(job, api, context, &source).await?;
+            return Err(Error::Validate {
+                name: job.name_any(),
+                source,
+            });
+        }
+    };
     let generation = job.metadata.generation;
     let mut status = job.status_or_default();
     status.observed_generation = generation;
@@ -98,6 +102,45 @@ pub async fn validate_and_submit(
     }
 }
 
+/// Shows in the resource that the checks could not reach AWS and are retried, with one
+/// Event per run of failures rather than one per retry.
+async fn record_unavailable(
+    job: &MediaConvertJob,
+    api: &Api<MediaConvertJob>,
+    context: &Context,
+    error: &crate::aws::AwsError,
+) -> Result<()> {
+    let reason = ConditionReason::AwsUnavailable;
+    let previous_reason = job
+        .status
+        .as_ref()
+        .and_then(|status| {
+            status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == ConditionType::Validated.to_string())
+        })
+        .map(|condition| condition.reason.clone());
+    let message = format!("{error}; the operator retries with backoff");
+    let mut status = job.status_or_default();
+    status.observed_generation = job.metadata.generation;
+    status.phase = Some(JobPhase::Validating);
+    status.error_message = Some(bounded(&message));
+    let generation = job.metadata.generation;
+    set_condition_unknown(
+        &mut status.conditions,
+        ConditionType::Validated,
+        reason,
+        &message,
+        generation,
+    );
+    write_status(api, job, &status, false).await?;
+    if previous_reason.as_deref() != Some(reason.to_string().as_str()) {
+        publish(context, job, true, &reason.to_string(), message).await;
+    }
+    Ok(())
+}
+
 fn validated_reason(policy: ValidationPolicy, warnings: &[Finding]) -> (ConditionReason, String) {
     match (policy, warnings.is_empty()) {
         (ValidationPolicy::Skip, _) => (
@@ -126,6 +169,12 @@ async fn reject(
 ) -> Result<Action> {
     let generation = job.metadata.generation;
     let previous_reason = condition_reason(job, ConditionType::Validated);
+    let mut finding = finding;
+    if retry && !SPEC_REASONS.contains(&finding.reason) {
+        finding.message.push_str(
+            " (the operator checks again automatically, so no edit is needed once this is fixed)",
+        );
+    }
     status.phase = Some(JobPhase::Invalid);
     status.error_message = Some(bounded(&finding.message));
     set_condition(
@@ -319,7 +368,10 @@ async fn create(
                     error.message, job.spec.role
                 )
             } else {
-                format!("MediaConvert rejected CreateJob: {}", error.message)
+                format!(
+                    "MediaConvert rejected CreateJob: {}; correct spec.settings, and the edited job is submitted again",
+                    error.message
+                )
             };
             status.submission_token = None;
             status.phase = Some(JobPhase::Invalid);

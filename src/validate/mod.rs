@@ -173,7 +173,10 @@ impl Checker {
         } else {
             match self.check_key(spec, &plan).await? {
                 Ok(key) => {
-                    checks.push(passed(CheckName::KmsKeyUsable));
+                    // Without a customer key (SSE-S3 or aws/s3) there is nothing to check.
+                    if key.is_some() {
+                        checks.push(passed(CheckName::KmsKeyUsable));
+                    }
                     key
                 }
                 Err(finding) => match admit(spec.validation, finding, &mut checks, &mut warnings) {
@@ -184,10 +187,11 @@ impl Checker {
         };
         if spec.validation != ValidationPolicy::Skip {
             let findings = self.check_buckets(spec, &plan, key.as_ref()).await?;
-            for check in [
-                CheckName::DestinationBucketExists,
-                CheckName::KeyRegionMatchesBucket,
-            ] {
+            let mut applicable = vec![CheckName::DestinationBucketExists];
+            if key.is_some() {
+                applicable.push(CheckName::KeyRegionMatchesBucket);
+            }
+            for check in applicable {
                 if !findings.iter().any(|finding| finding.check == check) {
                     checks.push(passed(check));
                 }

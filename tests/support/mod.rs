@@ -353,12 +353,11 @@ pub fn condition(
 /// Installs the generated CRD by server-side apply and waits until it is established.
 pub async fn install_crd(client: &Client) {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    use kube::CustomResourceExt;
     use kube::api::{Patch, PatchParams};
     use kube::runtime::wait::{await_condition, conditions};
 
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = MediaConvertJob::crd();
+    let crd = mediaconvert_operator::crd();
     let name = crd.name_any();
     crds.patch(
         &name,
