@@ -13,7 +13,8 @@ wait "$tools_pid"
 
 env_file="$MCO_ENV_DIR/env"
 hack/env-up.sh --replace "$env_file"
-trap 'hack/env-down.sh' EXIT
+# Purged afterwards, so every run starts from empty etcd and emulator state, as CI does.
+trap 'hack/env-down.sh --purge' EXIT
 # shellcheck source=/dev/null
 source "$env_file"
 
