@@ -50,7 +50,7 @@ require_tools() {
     done
 }
 
-# Fails if a component is already running, unless --replace asks to stop them first.
+# Fails if a component is already running, unless --replace is given to stop them first.
 handle_running_environment() {
     local replace=$1 running
     running="$(running_components | paste -sd ' ')"

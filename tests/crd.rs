@@ -32,7 +32,7 @@ async fn kubectl_explain_shows_field_docs() {
         std::env::var("MCO_KUBE_BIN_DIR").expect("MCO_KUBE_BIN_DIR is not set")
     );
     // The API server publishes a new CRD's schema to discovery and OpenAPI a moment after it
-    // is established, so kubectl is asked again until it sees it, with a cache of its own.
+    // is established, so kubectl, with a cache of its own, retries until the schema is there.
     let cache = tempfile::tempdir().expect("failed to create a kubectl cache dir");
     let deadline = std::time::Instant::now() + support::WAIT;
     loop {

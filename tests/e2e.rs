@@ -49,7 +49,7 @@ async fn customer_key_job_completes_encrypted() {
         Some(key_arn.as_str())
     );
 
-    let jobs = setup.env.proxy().jobs_in(&setup.namespace.name).await;
+    let jobs = setup.submitted_jobs().await;
     assert_eq!(jobs.len(), 1, "expected one CreateJob, got {jobs:?}");
     let sent = sent_encryption(&jobs[0], 0).expect("no encryption sent");
     assert_eq!(sent["encryptionType"], "SERVER_SIDE_ENCRYPTION_KMS");
@@ -102,7 +102,7 @@ async fn sse_s3_job_completes() {
     create(&api, &job_yaml("s3-managed", "{type: S3}", BASE_SETTINGS)).await;
 
     wait_for(&api, "s3-managed", "Complete", phase_is("Complete")).await;
-    let jobs = setup.env.proxy().jobs_in(&setup.namespace.name).await;
+    let jobs = setup.submitted_jobs().await;
     assert_eq!(jobs.len(), 1);
     assert_eq!(
         sent_encryption(&jobs[0], 0),
@@ -117,7 +117,7 @@ async fn aws_managed_key_job_completes() {
     create(&api, &job_yaml("managed", "{type: KMS}", BASE_SETTINGS)).await;
 
     wait_for(&api, "managed", "Complete", phase_is("Complete")).await;
-    let jobs = setup.env.proxy().jobs_in(&setup.namespace.name).await;
+    let jobs = setup.submitted_jobs().await;
     assert_eq!(jobs.len(), 1);
     assert_eq!(
         sent_encryption(&jobs[0], 0),
@@ -161,7 +161,7 @@ async fn only_selected_group_encrypted() {
         done.status.unwrap().encryption.unwrap().output_groups,
         ["Apple HLS"]
     );
-    let jobs = setup.env.proxy().jobs_in(&setup.namespace.name).await;
+    let jobs = setup.submitted_jobs().await;
     assert_eq!(jobs.len(), 1);
     let hls = sent_encryption(&jobs[0], 0).expect("HLS group not encrypted");
     assert_eq!(hls["kmsKeyArn"], setup.seeded.key_arn.as_str());
@@ -262,12 +262,7 @@ async fn offline_mistakes_end_invalid_without_submitting() {
         assert_eq!(condition(&job, "Failed").status, "True", "{name}");
     }
     assert!(
-        setup
-            .env
-            .proxy()
-            .jobs_in(&setup.namespace.name)
-            .await
-            .is_empty(),
+        setup.submitted_jobs().await.is_empty(),
         "a job was submitted"
     );
 }
@@ -311,12 +306,7 @@ async fn disabled_key_ends_invalid() {
         .unwrap();
     assert_eq!(format!("{:?}", check.status), "Failed");
     assert!(
-        setup
-            .env
-            .proxy()
-            .jobs_in(&setup.namespace.name)
-            .await
-            .is_empty(),
+        setup.submitted_jobs().await.is_empty(),
         "a job was submitted"
     );
 }
@@ -406,10 +396,7 @@ async fn spec_frozen_after_submission_only() {
         .expect("edit of an unsubmitted job rejected");
     let fixed = wait_for(&api, "fixable", "Progressing", phase_is("Progressing")).await;
     assert_eq!(condition(&fixed, "Validated").status, "True");
-    assert_eq!(
-        setup.env.proxy().jobs_in(&setup.namespace.name).await.len(),
-        2
-    );
+    assert_eq!(setup.submitted_jobs().await.len(), 2);
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@ async fn lost_create_response_adopts_job() {
     create(&api, &job_yaml("lost", "{type: S3}", BASE_SETTINGS)).await;
 
     let done = wait_for(&api, "lost", "Complete", phase_is("Complete")).await;
-    let jobs = setup.env.proxy().jobs_in(&setup.namespace.name).await;
+    let jobs = setup.submitted_jobs().await;
     assert_eq!(jobs.len(), 1, "expected exactly one job, got {jobs:?}");
     assert_eq!(
         done.status.unwrap().job_id.as_deref(),

@@ -68,7 +68,7 @@ async fn whole_export_rejected_rest_accepted() {
     assert!(check.message.contains("Description"), "{}", check.message);
 
     wait_for(&api, "rest", "Complete", phase_is("Complete")).await;
-    let jobs = setup.env.proxy().jobs_in(&setup.namespace.name).await;
+    let jobs = setup.submitted_jobs().await;
     assert_eq!(
         jobs.len(),
         1,
@@ -117,7 +117,7 @@ async fn destinations_used_as_written() {
         done.status.unwrap().outputs,
         ["s3://example-media-out/trailer.mp4"]
     );
-    let jobs = setup.env.proxy().jobs_in(&setup.namespace.name).await;
+    let jobs = setup.submitted_jobs().await;
     assert_eq!(jobs.len(), 1, "only base-name may be submitted: {jobs:?}");
     let sent = &jobs[0]["settings"]["outputGroups"][0]["outputGroupSettings"];
     assert_eq!(
@@ -235,7 +235,7 @@ async fn console_export_arrives_field_for_field() {
     create(&api, &job).await;
 
     wait_for(&api, "feature", "Complete", phase_is("Complete")).await;
-    let jobs = setup.env.proxy().jobs_in(&setup.namespace.name).await;
+    let jobs = setup.submitted_jobs().await;
     assert_eq!(jobs.len(), 1);
     let mut sent = jobs[0]["settings"].clone();
     let removed = strip_injected_encryption(&mut sent);

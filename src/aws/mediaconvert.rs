@@ -259,7 +259,7 @@ impl MediaConvert for MediaConvertClient {
             }
         }
         // NOTE: a queue with more recent jobs than MAX_LIST_PAGES pages is not searched to
-        // the end; the caller then relies on the client request token alone.
+        // the end. The caller then relies on the client request token alone.
         Ok(None)
     }
 

@@ -92,7 +92,7 @@ pub fn set_outcome_conditions(
         JobPhase::Invalid | JobPhase::Error | JobPhase::Canceled
     );
     // A finished job carries its outcome's reason on all three conditions. The full
-    // message of a failure stands once, on Failed.
+    // message of a failure appears once, on Failed.
     let (reason, message) = if complete || failed {
         (reason, message)
     } else {

@@ -304,7 +304,7 @@ pub async fn create(api: &Api<MediaConvertJob>, job: &MediaConvertJob) -> MediaC
 pub async fn wait_for(
     api: &Api<MediaConvertJob>,
     name: &str,
-    what: &str,
+    expected: &str,
     check: impl Fn(&MediaConvertJob) -> bool,
 ) -> MediaConvertJob {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -322,7 +322,7 @@ pub async fn wait_for(
         .and_then(|job| job.status)
         .map(|status| serde_json::to_string_pretty(&status).unwrap_or_default());
     panic!(
-        "timed out waiting for {name} to be {what}; last status: {}",
+        "timed out waiting for {name} to be {expected}; last status: {}",
         status.unwrap_or_else(|| "none".into())
     );
 }
@@ -380,6 +380,13 @@ pub struct Setup {
     pub namespace: TestNamespace,
     pub operator: Operator,
     pub seeded: aws_fixtures::Seeded,
+}
+
+impl Setup {
+    /// Returns the jobs that reached the emulator for this test's namespace.
+    pub async fn submitted_jobs(&self) -> Vec<Value> {
+        self.env.proxy().jobs_in(&self.namespace.name).await
+    }
 }
 
 /// Starts an operator for a fresh namespace whose jobs follow `timeline`.
