@@ -6,6 +6,7 @@
 pub mod api;
 pub mod aws;
 pub mod controller;
+pub mod policy;
 pub mod settings;
 pub mod telemetry;
 pub mod validate;
