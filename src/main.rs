@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use mediaconvert_operator::aws::{KmsClient, MediaConvertClient, S3Client};
+use mediaconvert_operator::aws::{IamClient, KmsClient, MediaConvertClient, S3Client};
 use mediaconvert_operator::controller::{self, Context};
 use mediaconvert_operator::telemetry::{self, LogFormat};
-use mediaconvert_operator::validate::Checker;
+use mediaconvert_operator::validate::{CacheSettings, CachedAws, Checker};
 
 /// Kubernetes operator for AWS Elemental MediaConvert jobs with encrypted outputs.
 #[derive(Parser)]
@@ -51,6 +51,14 @@ struct RunArgs {
     #[arg(long, env = "MCO_CONCURRENCY", default_value_t = 8)]
     concurrency: u16,
 
+    /// Seconds an AWS answer of the pre-submission checks is reused by other jobs.
+    #[arg(long, env = "MCO_VALIDATION_CACHE_SECONDS", default_value_t = 300)]
+    validation_cache_seconds: u64,
+
+    /// Maximum number of AWS answers the pre-submission checks keep.
+    #[arg(long, env = "MCO_VALIDATION_CACHE_ENTRIES", default_value_t = 10_000)]
+    validation_cache_entries: u64,
+
     /// Log format.
     #[arg(long, env = "MCO_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -76,11 +84,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let aws = aws_config::load_from_env().await;
     let client = kube::Client::try_default().await?;
 
-    let checker = Checker::new(
+    let cache = CacheSettings {
+        ttl: Duration::from_secs(args.validation_cache_seconds),
+        max_entries: args.validation_cache_entries,
+    };
+    let lookups = CachedAws::new(
         Arc::new(KmsClient::new(aws.clone())),
         Arc::new(S3Client::new(&aws)),
-        args.default_region.clone(),
+        Arc::new(IamClient::new(&aws)),
+        cache,
     );
+    let checker = Checker::new(lookups, args.default_region.clone());
     let settings = controller::Settings {
         poll_interval: Duration::from_secs(args.poll_interval_seconds.max(1)),
         retry_base: Duration::from_secs(args.retry_base_seconds.max(1)),

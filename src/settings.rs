@@ -16,6 +16,10 @@ use thiserror::Error;
 
 use crate::api::EncryptionSpec;
 
+mod objects;
+
+pub use objects::{S3Object, WriteEncryption};
+
 /// Members of `JobSettings` (at any depth) whose values are maps keyed by user-chosen names.
 const USER_KEYED_MAPS: [&str; 4] = [
     "audioSelectors",
@@ -315,14 +319,14 @@ fn normalize_object(object: &Map<String, Value>, path: &str) -> Result<Map<Strin
     Ok(normalized)
 }
 
-fn output_groups(json: &Map<String, Value>) -> &[Value] {
+pub(crate) fn output_groups(json: &Map<String, Value>) -> &[Value] {
     json.get("outputGroups")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default()
 }
 
-fn group_name(group: &Value, index: usize) -> String {
+pub(crate) fn group_name(group: &Value, index: usize) -> String {
     group
         .get("name")
         .and_then(Value::as_str)
@@ -363,7 +367,7 @@ fn screaming_snake(member: &str) -> String {
 }
 
 /// Returns the active `...GroupSettings` object of a group when it names a destination.
-fn group_settings_with_destination(group: &Value) -> Option<&Map<String, Value>> {
+pub(crate) fn group_settings_with_destination(group: &Value) -> Option<&Map<String, Value>> {
     let settings = group.get("outputGroupSettings")?.as_object()?;
     let inner = settings.get(active_group_member(settings)?)?.as_object()?;
     inner.contains_key("destination").then_some(inner)

@@ -137,13 +137,14 @@ pub struct EncryptionSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub output_groups: Vec<String>,
 
-    /// Marks outputs that later jobs read back as inputs, which needs `kms:Decrypt` for the
-    /// job role. Recorded only: the operator does not check this grant yet.
+    /// Marks outputs that later jobs read back as inputs, so the job role must also hold
+    /// `kms:Decrypt` on the key, which the checks then require.
     #[serde(default)]
     pub allow_reuse_as_input: bool,
 
-    /// IAM principals (role or user ARNs) that must be able to read the outputs. Recorded
-    /// only: the operator does not check their grants yet.
+    /// IAM principals (role or user ARNs) that must be able to read the outputs. The
+    /// checks require `s3:GetObject` on the destinations and `kms:Decrypt` on the key for
+    /// each of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub readers: Vec<String>,
 }

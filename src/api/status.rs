@@ -81,6 +81,15 @@ pub struct MediaConvertJobStatus {
     pub validation: Option<ValidationStatus>,
 
     /// Standard conditions: Validated, Submitted, Complete, Failed and Ready.
+    ///
+    /// Reasons of `Validated`: ChecksPassed, ChecksSkipped, ChecksFailedWarn,
+    /// SettingsInvalid, SpecInvalid, EncryptionContextInvalid, EncryptionConflict,
+    /// KmsKeyNotFound, KmsKeyDisabled, KmsKeyPendingDeletion, KmsKeyPendingImport,
+    /// KmsKeyUnavailable, KmsKeyNotSymmetric, AwsManagedKeyCrossAccount,
+    /// KeyRegionMismatch, BucketNotFound, RoleNotFound, RoleTrustMissingMediaConvert,
+    /// RoleMissingKmsGrant, KeyPolicyDeniesRole, RoleMissingS3Grant,
+    /// BucketPolicyConflict, BucketKeyNotUsable, InputNotFound, InputKeyNotUsable,
+    /// ReaderCannotDecrypt, CallerCannotPassRole, ValidationUnknown and AwsUnavailable.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -247,6 +256,37 @@ pub enum ConditionReason {
     KeyRegionMismatch,
     /// A destination bucket does not exist.
     BucketNotFound,
+    /// `spec.encryption.encryptionContext` has an empty key or value, a reserved key, or
+    /// is too long.
+    EncryptionContextInvalid,
+    /// The job role does not exist.
+    RoleNotFound,
+    /// The job role's trust policy does not let `mediaconvert.amazonaws.com` assume it.
+    RoleTrustMissingMediaConvert,
+    /// The job role's IAM policies do not allow, or deny, a KMS action on the key.
+    RoleMissingKmsGrant,
+    /// The key policy denies the job role, or neither names it nor delegates to its
+    /// account.
+    KeyPolicyDeniesRole,
+    /// The job role may not write a destination or read an input in S3.
+    RoleMissingS3Grant,
+    /// A destination bucket's policy denies writes with the encryption the job requests.
+    BucketPolicyConflict,
+    /// A destination bucket encrypts by default with a KMS key that the job role cannot
+    /// use, and an output group falls back to that default.
+    BucketKeyNotUsable,
+    /// An S3 input object does not exist.
+    InputNotFound,
+    /// An S3 input object is encrypted with a KMS key that the job role cannot decrypt with.
+    InputKeyNotUsable,
+    /// A principal in `spec.encryption.readers` cannot read or decrypt the outputs.
+    ReaderCannotDecrypt,
+    /// The operator's own identity may not pass the job role to MediaConvert
+    /// (`iam:PassRole`).
+    CallerCannotPassRole,
+    /// Advice only: the job role's ARN has a path, which MediaConvert has been reported
+    /// to reject.
+    RoleHasPath,
     /// A check could not be decided.
     ValidationUnknown,
     /// An AWS call of the checks failed in a way that is retried (throttling, 5xx, network).

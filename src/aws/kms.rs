@@ -1,6 +1,7 @@
-//! AWS KMS: describing the key that encrypts the outputs.
+//! AWS KMS: describing the key that encrypts the outputs and reading its policy.
 
 use aws_sdk_kms::types::{KeyManagerType, KeySpec, KeyState, KeyUsageType};
+use aws_smithy_types::date_time::Format as DateTimeFormat;
 
 use super::AwsError;
 
@@ -15,6 +16,8 @@ pub struct KeyDescription {
     pub spec: String,
     /// `AWS` for AWS managed keys such as `aws/s3`, `CUSTOMER` otherwise.
     pub manager: String,
+    /// When a key in state `PendingDeletion` will be deleted, in RFC 3339.
+    pub deletion_date: Option<String>,
 }
 
 impl KeyDescription {
@@ -36,6 +39,9 @@ impl KeyDescription {
 pub trait Kms: Send + Sync {
     /// Describes a key by key ARN, alias ARN, key id or alias name.
     async fn describe_key(&self, region: &str, key_id: &str) -> Result<KeyDescription, AwsError>;
+
+    /// Returns the key policy document (`kms:GetKeyPolicy`, policy name `default`).
+    async fn key_policy(&self, region: &str, key_arn: &str) -> Result<String, AwsError>;
 }
 
 /// [`Kms`] over the AWS SDK, one client per region.
@@ -83,6 +89,21 @@ impl Kms for KmsClient {
                     .and_then(|m| m.key_manager())
                     .map(KeyManagerType::as_str),
             ),
+            deletion_date: metadata
+                .and_then(|m| m.deletion_date())
+                .and_then(|date| date.fmt(DateTimeFormat::DateTime).ok()),
         })
+    }
+
+    async fn key_policy(&self, region: &str, key_arn: &str) -> Result<String, AwsError> {
+        let output = self
+            .client(region)
+            .get_key_policy()
+            .key_id(key_arn)
+            .policy_name("default")
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk("GetKeyPolicy", error))?;
+        Ok(output.policy().unwrap_or_default().to_string())
     }
 }

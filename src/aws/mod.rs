@@ -1,6 +1,7 @@
 //! Thin clients for the AWS services the operator calls, each behind a small trait so the
 //! controller can be exercised against the emulator or a fake.
 
+pub mod iam;
 pub mod kms;
 pub mod mediaconvert;
 pub mod s3;
@@ -9,9 +10,10 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
+pub use iam::{Iam, IamClient, RoleDescription, SimulatedAction, SimulatedDecision, Simulation};
 pub use kms::{KeyDescription, Kms, KmsClient};
 pub use mediaconvert::{CancelOutcome, JobRequest, JobSnapshot, MediaConvert, MediaConvertClient};
-pub use s3::{S3, S3Client};
+pub use s3::{ObjectEncryption, S3, S3Client};
 
 /// Class of a failed AWS call, decided once from the service error code and the HTTP
 /// status so callers never match on message text.
@@ -32,7 +34,7 @@ pub enum ErrorClass {
 }
 
 /// A failed AWS call with its class, service error code and message.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("{operation} failed ({class:?}{code_suffix}): {message}", code_suffix = code.as_deref().map(|c| format!(", {c}")).unwrap_or_default())]
 pub struct AwsError {
     pub operation: &'static str,
@@ -42,6 +44,17 @@ pub struct AwsError {
 }
 
 impl AwsError {
+    /// An error of the operator itself while handling AWS answers. It is retried like a
+    /// transient failure.
+    pub fn internal(message: &str) -> Self {
+        Self {
+            operation: "HandleAnswer",
+            class: ErrorClass::Transient,
+            code: None,
+            message: message.to_string(),
+        }
+    }
+
     /// Classifies an SDK error from `operation`.
     pub fn from_sdk<E>(operation: &'static str, error: SdkError<E, HttpResponse>) -> Self
     where
@@ -82,7 +95,13 @@ fn classify<E, R>(code: Option<&str>, status: Option<u16>, error: &SdkError<E, R
         | "AccessDenied"
         | "ForbiddenException"
         | "UnrecognizedClientException" => return ErrorClass::AccessDenied,
-        "NotFoundException" | "NoSuchBucket" | "NoSuchEntity" | "NoSuchKey" | "NotFound" => {
+        "NotFoundException"
+        | "NoSuchBucket"
+        | "NoSuchEntity"
+        | "NoSuchKey"
+        | "NotFound"
+        | "NoSuchBucketPolicy"
+        | "ServerSideEncryptionConfigurationNotFoundError" => {
             return ErrorClass::NotFound;
         }
         "ConflictException" => return ErrorClass::Conflict,

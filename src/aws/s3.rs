@@ -1,4 +1,5 @@
-//! Amazon S3: where destination buckets are.
+//! Amazon S3: where destination buckets are, how they encrypt by default, what their
+//! policies demand, and how input objects are encrypted.
 
 use super::{AwsError, ErrorClass};
 
@@ -6,23 +7,89 @@ use super::{AwsError, ErrorClass};
 pub trait S3: Send + Sync {
     /// Returns the region of `bucket`, or `None` when the bucket does not exist.
     async fn bucket_region(&self, bucket: &str) -> Result<Option<String>, AwsError>;
+
+    /// Returns the default encryption of `bucket` in `region` (`s3:GetBucketEncryption`),
+    /// `None` when it has none configured.
+    async fn default_encryption(
+        &self,
+        region: &str,
+        bucket: &str,
+    ) -> Result<Option<ObjectEncryption>, AwsError>;
+
+    /// Returns the bucket policy document, `None` when the bucket has no policy.
+    async fn bucket_policy(&self, region: &str, bucket: &str) -> Result<Option<String>, AwsError>;
+
+    /// Returns how an object is encrypted (`s3:HeadObject`), `None` when it does not exist.
+    async fn object_encryption(
+        &self,
+        region: &str,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<ObjectEncryption>, AwsError>;
+}
+
+/// Server-side encryption of an object or of a bucket's default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectEncryption {
+    /// `AES256`, `aws:kms` or `aws:kms:dsse`; empty when unencrypted.
+    pub algorithm: String,
+    /// KMS key id or ARN for the `aws:kms` algorithms.
+    pub kms_key_id: Option<String>,
+}
+
+impl ObjectEncryption {
+    pub fn uses_kms(&self) -> bool {
+        self.algorithm.starts_with("aws:kms")
+    }
 }
 
 /// [`S3`] over the AWS SDK.
 pub struct S3Client {
+    config: aws_config::SdkConfig,
     client: aws_sdk_s3::Client,
 }
 
 impl S3Client {
     pub fn new(config: &aws_config::SdkConfig) -> Self {
+        Self {
+            client: Self::build(config, None),
+            config: config.clone(),
+        }
+    }
+
+    fn build(config: &aws_config::SdkConfig, region: Option<&str>) -> aws_sdk_s3::Client {
         // Path-style addressing keeps bucket names out of host names, which emulators
         // and custom endpoints need; AWS accepts it for every bucket name it allows.
-        let config = aws_sdk_s3::config::Builder::from(config)
-            .force_path_style(true)
-            .build();
-        Self {
-            client: aws_sdk_s3::Client::from_conf(config),
+        let mut builder = aws_sdk_s3::config::Builder::from(config).force_path_style(true);
+        if let Some(region) = region {
+            builder = builder.region(aws_sdk_s3::config::Region::new(region.to_string()));
         }
+        aws_sdk_s3::Client::from_conf(builder.build())
+    }
+
+    /// Client for calls about a bucket, which S3 serves only in the bucket's region.
+    fn regional(&self, region: &str) -> aws_sdk_s3::Client {
+        Self::build(&self.config, Some(region))
+    }
+}
+
+/// Turns a "not found" class of error into `None`.
+fn absent_when_not_found<T>(
+    result: Result<T, AwsError>,
+    not_found_codes: &[&str],
+) -> Result<Option<T>, AwsError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(error)
+            if error.class == ErrorClass::NotFound
+                || error
+                    .code
+                    .as_deref()
+                    .is_some_and(|code| not_found_codes.contains(&code)) =>
+        {
+            Ok(None)
+        }
+        Err(error) => Err(error),
     }
 }
 
@@ -54,5 +121,69 @@ impl S3 for S3Client {
                 }
             }
         }
+    }
+
+    async fn default_encryption(
+        &self,
+        region: &str,
+        bucket: &str,
+    ) -> Result<Option<ObjectEncryption>, AwsError> {
+        let result = self
+            .regional(region)
+            .get_bucket_encryption()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk("GetBucketEncryption", error));
+        let not_found = ["ServerSideEncryptionConfigurationNotFoundError"];
+        let Some(output) = absent_when_not_found(result, &not_found)? else {
+            return Ok(None);
+        };
+        let rule = output
+            .server_side_encryption_configuration()
+            .and_then(|configuration| configuration.rules().first())
+            .and_then(|rule| rule.apply_server_side_encryption_by_default());
+        Ok(rule.map(|rule| ObjectEncryption {
+            algorithm: rule.sse_algorithm().as_str().to_string(),
+            kms_key_id: rule.kms_master_key_id().map(str::to_string),
+        }))
+    }
+
+    async fn bucket_policy(&self, region: &str, bucket: &str) -> Result<Option<String>, AwsError> {
+        let result = self
+            .regional(region)
+            .get_bucket_policy()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk("GetBucketPolicy", error));
+        let policy = absent_when_not_found(result, &["NoSuchBucketPolicy"])?;
+        Ok(policy.and_then(|output| output.policy().map(str::to_string)))
+    }
+
+    async fn object_encryption(
+        &self,
+        region: &str,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<ObjectEncryption>, AwsError> {
+        let result = self
+            .regional(region)
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk("HeadObject", error));
+        let Some(output) = absent_when_not_found(result, &[])? else {
+            return Ok(None);
+        };
+        Ok(Some(ObjectEncryption {
+            algorithm: output
+                .server_side_encryption()
+                .map(|algorithm| algorithm.as_str().to_string())
+                .unwrap_or_default(),
+            kms_key_id: output.ssekms_key_id().map(str::to_string),
+        }))
     }
 }

@@ -17,7 +17,7 @@ use crate::api::{
 };
 use crate::aws::{ErrorClass, JobRequest};
 use crate::validate::offline::RESERVED_METADATA_PREFIX;
-use crate::validate::{Finding, ValidatedJob, Verdict};
+use crate::validate::{Finding, Freshness, ValidatedJob, Verdict};
 
 /// Reasons whose fix is a spec edit; the others are retried, because IAM, KMS or S3 may
 /// change without the resource changing.
@@ -55,7 +55,7 @@ pub async fn validate_and_submit(
     api: &Api<MediaConvertJob>,
     context: &Context,
 ) -> Result<Action> {
-    let outcome = match context.checker.run(&job.spec).await {
+    let outcome = match context.checker.run(&job.spec, freshness(job)).await {
         Ok(outcome) => outcome,
         Err(source) => {
             record_unavailable(job, api, context, &source).await?;
@@ -87,6 +87,10 @@ pub async fn validate_and_submit(
                 &message,
                 generation,
             );
+            for advice in &validated.advisories {
+                let reason = advice.reason.to_string();
+                publish(context, job, true, &reason, advice.message.clone()).await;
+            }
             for warning in &validated.warnings {
                 publish(
                     context,
@@ -99,6 +103,30 @@ pub async fn validate_and_submit(
             }
             submit(job, api, context, status, &validated).await
         }
+    }
+}
+
+/// Oldest cached AWS answer the checks may use. After a failed or undecided run only
+/// answers fetched since then count, so a fix in IAM or KMS shows on the next retry.
+fn freshness(job: &MediaConvertJob) -> Freshness {
+    let Some(status) = &job.status else {
+        return Freshness::Cached;
+    };
+    let validated = status
+        .conditions
+        .iter()
+        .find(|condition| condition.type_ == ConditionType::Validated.to_string());
+    let checked_at = status
+        .validation
+        .as_ref()
+        .and_then(|validation| validation.checked_at.as_ref());
+    match (validated, checked_at) {
+        (Some(condition), Some(time)) if condition.status != "True" => {
+            // Status times have whole seconds, so answers from the same second are stale.
+            let after = std::time::SystemTime::from(time.0) + std::time::Duration::from_secs(1);
+            Freshness::FetchedAfter(after)
+        }
+        _ => Freshness::Cached,
     }
 }
 

@@ -10,7 +10,9 @@ use super::{Lookup, RequestContext, wildcard_match};
 /// How a condition compares values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Comparison {
-    StringEquals { ignore_case: bool },
+    StringEquals {
+        ignore_case: bool,
+    },
     StringLike,
     /// ARN operators; `ArnEquals` accepts wildcards like `ArnLike`.
     ArnLike,

@@ -185,8 +185,8 @@ impl Statement {
             // listed, because AWS checks each identity of the request against the list.
             Some(excluded) => match principal {
                 Principal::Aws { account, .. } => {
-                    let role_listed = excluded.grant_to(principal) == Some(Grant::Principal)
-                        && !excluded.anyone;
+                    let role_listed =
+                        excluded.grant_to(principal) == Some(Grant::Principal) && !excluded.anyone;
                     let account_listed = excluded.names_account(account);
                     (!(role_listed && account_listed)).then_some(Grant::Principal)
                 }

@@ -84,11 +84,18 @@ impl RequestContext {
         if let Some(values) = self.values.get(&key) {
             return Lookup::Present(values);
         }
-        let absent = self.absent.iter().any(|pattern| match pattern.strip_suffix('*') {
-            Some(prefix) => key.starts_with(prefix),
-            None => *pattern == key,
-        });
-        if absent { Lookup::Absent } else { Lookup::Unknown }
+        let absent = self
+            .absent
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => key.starts_with(prefix),
+                None => *pattern == key,
+            });
+        if absent {
+            Lookup::Absent
+        } else {
+            Lookup::Unknown
+        }
     }
 }
 
@@ -128,7 +135,10 @@ pub enum Decision {
     NotAllowed,
     /// A statement may apply, but its condition depends on a key the request context
     /// does not determine.
-    Undecided { statement: String, condition: String },
+    Undecided {
+        statement: String,
+        condition: String,
+    },
 }
 
 /// Whether a statement applies to a request.
@@ -161,9 +171,9 @@ impl Document {
                     undecided_allow.get_or_insert((label, condition));
                 }
                 (Effect::Allow, Applies::Yes(grant)) => {
-                    let better = allow
-                        .as_ref()
-                        .is_none_or(|(_, held)| *held == Grant::Account && grant == Grant::Principal);
+                    let better = allow.as_ref().is_none_or(|(_, held)| {
+                        *held == Grant::Account && grant == Grant::Principal
+                    });
                     if better {
                         allow = Some((label, grant));
                     }

@@ -78,10 +78,13 @@ fn via_s3(principal: &Principal) -> RequestContext {
     RequestContext::default()
         .with("kms:CallerAccount", principal.account())
         .with("kms:ViaService", "s3.us-east-1.amazonaws.com")
-        .with("aws:PrincipalArn", match principal {
-            Principal::Aws { arn, .. } => arn,
-            Principal::Service(service) => service,
-        })
+        .with(
+            "aws:PrincipalArn",
+            match principal {
+                Principal::Aws { arn, .. } => arn,
+                Principal::Service(service) => service,
+            },
+        )
         .without_prefix("kms:EncryptionContext:")
 }
 
@@ -123,7 +126,11 @@ fn default_policy_delegates_to_account() {
 #[test]
 fn default_policy_names_key_user() {
     let user = "arn:aws:iam::111122223333:role/Transcoder";
-    let decision = decide(DEFAULT_KEY_POLICY, user, "kms:GenerateDataKeyWithoutPlaintext");
+    let decision = decide(
+        DEFAULT_KEY_POLICY,
+        user,
+        "kms:GenerateDataKeyWithoutPlaintext",
+    );
     assert_eq!(
         decision,
         Decision::Allow {
@@ -323,7 +330,13 @@ fn resource_must_match() {
     assert!(grant(&decide(&policy, ROLE, "kms:Encrypt")).is_some());
     let principal = Principal::aws(ROLE);
     let other = "arn:aws:kms:us-east-1:111122223333:key/other";
-    let decision = decide_with(&policy, &principal, "kms:Encrypt", other, &via_s3(&principal));
+    let decision = decide_with(
+        &policy,
+        &principal,
+        "kms:Encrypt",
+        other,
+        &via_s3(&principal),
+    );
     assert_eq!(decision, Decision::NotAllowed);
 }
 
@@ -368,7 +381,10 @@ fn bucket_policy_denies_other_encryption() {
     let sse_kms = RequestContext::default()
         .with("s3:x-amz-server-side-encryption", "aws:kms")
         .with("s3:x-amz-server-side-encryption-aws-kms-key-id", KEY);
-    assert_eq!(put_object(BUCKET_REQUIRES_KMS, sse_kms), Decision::NotAllowed);
+    assert_eq!(
+        put_object(BUCKET_REQUIRES_KMS, sse_kms),
+        Decision::NotAllowed
+    );
 }
 
 #[test]
@@ -424,10 +440,7 @@ fn trust_policy_names_service() {
 
 #[test]
 fn unparsable_policies_rejected() {
-    assert!(matches!(
-        Document::parse("{"),
-        Err(ParseError::Json(_))
-    ));
+    assert!(matches!(Document::parse("{"), Err(ParseError::Json(_))));
     assert!(matches!(
         Document::parse(r#"{"Version": "2012-10-17"}"#),
         Err(ParseError::NoStatement)
@@ -446,12 +459,24 @@ fn wildcards_match_like_iam() {
         ("kms:Generate*", "kms:GenerateDataKey", true),
         ("kms:Generate*", "kms:Encrypt", false),
         ("s3:?utObject", "s3:PutObject", true),
-        ("arn:aws:s3:::bucket/*/out", "arn:aws:s3:::bucket/a/b/out", true),
-        ("arn:aws:s3:::bucket/*/out", "arn:aws:s3:::bucket/a/b/outx", false),
+        (
+            "arn:aws:s3:::bucket/*/out",
+            "arn:aws:s3:::bucket/a/b/out",
+            true,
+        ),
+        (
+            "arn:aws:s3:::bucket/*/out",
+            "arn:aws:s3:::bucket/a/b/outx",
+            false,
+        ),
         ("*", "", true),
         ("", "x", false),
     ];
     for (pattern, value, expected) in cases {
-        assert_eq!(wildcard_match(pattern, value), expected, "{pattern} ~ {value}");
+        assert_eq!(
+            wildcard_match(pattern, value),
+            expected,
+            "{pattern} ~ {value}"
+        );
     }
 }

@@ -1,25 +1,35 @@
 //! Checks run before a job is submitted, so that encryption mistakes surface in the
 //! resource instead of as a failed upload after a paid transcode.
 
+mod access;
 pub mod arn;
+mod buckets;
+pub mod cache;
+mod grants;
+mod inputs;
+mod key;
 pub mod offline;
+mod readers;
+mod role;
 
-use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::Arc;
 
 use crate::api::{
     CheckResult, CheckStatus, ConditionReason, EncryptionStatus, EncryptionType,
     MediaConvertJobSpec, ValidationPolicy,
 };
-use crate::aws::{AwsError, ErrorClass, KeyDescription, Kms, S3};
+use crate::aws::{AwsError, KeyDescription};
 use crate::settings::{EncryptionPlan, NormalizedSettings, PreparedSettings};
+
+pub use cache::{CacheSettings, CachedAws, Freshness};
 
 /// Stable names of the checks, as they appear in `status.validation.checks`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CheckName {
     /// ARN syntax of role, key and queue; region names; encryption fields.
     SpecValid,
+    /// The encryption context has non-empty keys and values and fits in a request.
+    EncryptionContextValid,
     /// `spec.settings` is a JSON object of `JobSettings` with output groups and S3 URIs.
     SettingsShape,
     /// `kms:DescribeKey` shows an enabled symmetric encryption key.
@@ -30,6 +40,39 @@ pub enum CheckName {
     KeyRegionMatchesBucket,
     /// The settings carry no encryption that differs from `spec.encryption`.
     EncryptionSettings,
+    /// `iam:GetRole` finds the job role at the ARN in the spec.
+    RoleExists,
+    /// The job role's trust policy lets `mediaconvert.amazonaws.com` assume it.
+    RoleTrustsMediaConvert,
+    /// The key policy lets the job role use the key, directly or through IAM.
+    KeyPolicyAllowsRole,
+    /// The job role's IAM policies allow the KMS actions S3 needs on the key.
+    RoleGrantsKms,
+    /// The job role's IAM policies allow `s3:PutObject` on the destinations and
+    /// `s3:GetObject` on the inputs.
+    RoleGrantsS3,
+    /// No destination bucket policy denies writes with the job's encryption.
+    BucketPolicyAllowsWrite,
+    /// Groups without encryption fall back to a bucket default key the role can use.
+    BucketDefaultKeyUsable,
+    /// S3 inputs exist, and those encrypted with KMS can be decrypted by the job role.
+    InputKeyUsable,
+    /// Every principal in `spec.encryption.readers` can read and decrypt the outputs.
+    ReadersCanDecrypt,
+    /// The operator's identity may pass the job role to MediaConvert.
+    CallerCanPassRole,
+}
+
+impl CheckName {
+    /// Reports whether an undecided result blocks the job under `Enforce`: only for the
+    /// checks that prove a customer managed key will work.
+    fn required_when_unknown(self, customer_key: bool) -> bool {
+        customer_key
+            && matches!(
+                self,
+                CheckName::KmsKeyUsable | CheckName::KeyPolicyAllowsRole | CheckName::RoleGrantsKms
+            )
+    }
 }
 
 impl fmt::Display for CheckName {
@@ -38,7 +81,7 @@ impl fmt::Display for CheckName {
     }
 }
 
-/// A failed or undecided check, with the condition reason it maps to.
+/// Result of one check, with the condition reason it maps to when it did not pass.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {
     pub check: CheckName,
@@ -66,6 +109,16 @@ impl Finding {
         }
     }
 
+    /// A passed check; `message` is empty or adds what the user should know.
+    fn passed(check: CheckName, message: String) -> Self {
+        Self {
+            check,
+            status: CheckStatus::Passed,
+            reason: ConditionReason::ChecksPassed,
+            message,
+        }
+    }
+
     fn to_result(&self) -> CheckResult {
         CheckResult {
             name: self.check.to_string(),
@@ -75,16 +128,8 @@ impl Finding {
     }
 }
 
-fn passed(check: CheckName) -> CheckResult {
-    CheckResult {
-        name: check.to_string(),
-        status: CheckStatus::Passed,
-        message: String::new(),
-    }
-}
-
 /// A job that may be submitted: settings prepared with the encryption it will carry.
-/// Only [`Checker::run`] builds one.
+/// Only [`Checker::run`] and [`Checker::rebuild`] build one.
 #[derive(Clone, Debug)]
 pub struct ValidatedJob {
     pub region: String,
@@ -92,6 +137,8 @@ pub struct ValidatedJob {
     pub encryption: EncryptionStatus,
     /// Failed or undecided checks that `validation: Warn` let through.
     pub warnings: Vec<Finding>,
+    /// Passed checks with advice worth a Warning Event, such as a role path.
+    pub advisories: Vec<Finding>,
 }
 
 /// Decision of the checks.
@@ -112,16 +159,26 @@ pub struct Outcome {
 
 /// Runs the checks against AWS.
 pub struct Checker {
-    kms: Arc<dyn Kms>,
-    s3: Arc<dyn S3>,
+    aws: CachedAws,
     default_region: String,
 }
 
+/// State of one validation run, shared by its steps.
+struct Run<'a> {
+    aws: &'a CachedAws,
+    freshness: Freshness,
+    spec: &'a MediaConvertJobSpec,
+    region: &'a str,
+    settings: &'a NormalizedSettings,
+    prepared: &'a PreparedSettings,
+    /// The customer managed key, when the spec names one and it passed its check.
+    key: Option<&'a KeyDescription>,
+}
+
 impl Checker {
-    pub fn new(kms: Arc<dyn Kms>, s3: Arc<dyn S3>, default_region: String) -> Self {
+    pub fn new(aws: CachedAws, default_region: String) -> Self {
         Self {
-            kms,
-            s3,
+            aws,
             default_region,
         }
     }
@@ -142,215 +199,234 @@ impl Checker {
     ) -> Result<ValidatedJob, Finding> {
         let plan = offline::check(spec, &self.default_region)?;
         let settings = prepare(&plan.settings, spec, resolved_key_arn)?;
-        let encryption = EncryptionStatus {
-            encryption_type: spec.encryption.encryption_type,
-            kms_key_arn: resolved_key_arn.map(str::to_string),
-            key_region: plan.key_region.clone(),
-            output_groups: settings.encrypted_groups.clone(),
-        };
-        Ok(ValidatedJob {
-            region: plan.region,
+        Ok(validated(
+            spec,
+            plan,
             settings,
-            encryption,
-            warnings: Vec::new(),
-        })
+            resolved_key_arn,
+            Vec::new(),
+        ))
     }
 
     /// Runs every check for `spec`. Transient AWS failures return `Err`, so the caller
     /// retries the whole run with backoff instead of recording a verdict.
-    pub async fn run(&self, spec: &MediaConvertJobSpec) -> Result<Outcome, AwsError> {
-        let mut checks = Vec::new();
+    pub async fn run(
+        &self,
+        spec: &MediaConvertJobSpec,
+        freshness: Freshness,
+    ) -> Result<Outcome, AwsError> {
         let plan = match offline::check(spec, &self.default_region) {
             Ok(plan) => plan,
-            Err(finding) => return Ok(reject(checks, finding, false)),
+            Err(finding) => return Ok(reject(Vec::new(), finding, false)),
         };
-        checks.push(passed(CheckName::SpecValid));
-        checks.push(passed(CheckName::SettingsShape));
-
-        let mut warnings = Vec::new();
-        let key = if spec.validation == ValidationPolicy::Skip {
-            None
-        } else {
-            match self.check_key(spec, &plan).await? {
-                Ok(key) => {
-                    // Without a customer key (SSE-S3 or aws/s3) there is nothing to check.
-                    if key.is_some() {
-                        checks.push(passed(CheckName::KmsKeyUsable));
-                    }
-                    key
-                }
-                Err(finding) => match admit(spec.validation, finding, &mut checks, &mut warnings) {
-                    Ok(()) => None,
-                    Err(finding) => return Ok(reject(checks, finding, true)),
-                },
-            }
-        };
-        if spec.validation != ValidationPolicy::Skip {
-            let findings = self.check_buckets(spec, &plan, key.as_ref()).await?;
-            let mut applicable = vec![CheckName::DestinationBucketExists];
-            if key.is_some() {
-                applicable.push(CheckName::KeyRegionMatchesBucket);
-            }
-            for check in applicable {
-                if !findings.iter().any(|finding| finding.check == check) {
-                    checks.push(passed(check));
-                }
-            }
-            for finding in findings {
-                if let Err(finding) = admit(spec.validation, finding, &mut checks, &mut warnings) {
-                    return Ok(reject(checks, finding, true));
-                }
-            }
+        let mut findings = vec![
+            Finding::passed(CheckName::SpecValid, String::new()),
+            Finding::passed(CheckName::EncryptionContextValid, String::new()),
+            Finding::passed(CheckName::SettingsShape, String::new()),
+        ];
+        if spec.validation == ValidationPolicy::Skip {
+            return Ok(self.skip_online(spec, plan, findings));
         }
 
+        // The key comes first: the settings carry its resolved ARN, and the grant checks
+        // need its account.
+        let key = match self.customer_key(spec, &plan, freshness).await? {
+            Some(Ok(key)) => {
+                findings.push(Finding::passed(CheckName::KmsKeyUsable, String::new()));
+                Some(key)
+            }
+            Some(Err(finding)) => {
+                findings.push(finding);
+                None
+            }
+            None => None,
+        };
         let resolved_key_arn = key
             .as_ref()
             .map(|key| key.arn.clone())
             .or_else(|| spec.encryption.kms_key_arn.clone());
-        if let Some(alias) = resolved_key_arn
+        if resolved_key_arn
             .as_deref()
-            .filter(|arn| arn.contains(":alias/"))
+            .is_some_and(|arn| arn.contains(":alias/"))
         {
-            let finding = Finding::failed(
-                CheckName::KmsKeyUsable,
-                ConditionReason::SpecInvalid,
-                format!(
-                    "spec.encryption.kmsKeyArn {alias} is an alias ARN, which MediaConvert does not accept, and the operator could not resolve it with kms:DescribeKey; name the key ARN, or let the KmsKeyUsable check run"
-                ),
-            );
-            let retry = spec.validation != ValidationPolicy::Skip;
-            return Ok(reject(checks, finding, retry));
+            return Ok(unresolved_alias(findings));
         }
-        let prepared = prepare(&plan.settings, spec, resolved_key_arn.as_deref());
-        let settings = match prepared {
-            Ok(settings) => settings,
-            Err(finding) => return Ok(reject(checks, finding, false)),
+        let prepared = match prepare(&plan.settings, spec, resolved_key_arn.as_deref()) {
+            Ok(prepared) => prepared,
+            Err(finding) => return Ok(reject(results(&findings), finding, false)),
         };
-        checks.push(passed(CheckName::EncryptionSettings));
+        findings.push(Finding::passed(
+            CheckName::EncryptionSettings,
+            String::new(),
+        ));
 
-        let encryption = EncryptionStatus {
-            encryption_type: spec.encryption.encryption_type,
-            kms_key_arn: resolved_key_arn,
-            key_region: plan.key_region.clone(),
-            output_groups: settings.encrypted_groups.clone(),
+        let run = Run {
+            aws: &self.aws,
+            freshness,
+            spec,
+            region: &plan.region,
+            settings: &plan.settings,
+            prepared: &prepared,
+            key: key.as_ref(),
         };
-        Ok(Outcome {
-            checks,
-            verdict: Verdict::Submit(Box::new(ValidatedJob {
-                region: plan.region,
-                settings,
-                encryption,
-                warnings,
-            })),
-        })
+        findings.extend(run.online_checks().await?);
+        Ok(decide(spec, plan, prepared, resolved_key_arn, findings))
     }
 
-    /// Describes the key named in the spec. `Ok(Err(..))` is a failed or undecided check.
-    async fn check_key(
+    /// Describes the customer managed key named in the spec; `None` without one.
+    async fn customer_key(
         &self,
         spec: &MediaConvertJobSpec,
         plan: &offline::OfflinePlan,
-    ) -> Result<Result<Option<KeyDescription>, Finding>, AwsError> {
+        freshness: Freshness,
+    ) -> Result<Option<Result<KeyDescription, Finding>>, AwsError> {
         let (EncryptionType::Kms, Some(key_arn)) = (
             spec.encryption.encryption_type,
             spec.encryption.kms_key_arn.as_deref(),
         ) else {
-            return Ok(Ok(None));
+            return Ok(None);
         };
         let region = plan.key_region.as_deref().unwrap_or(&plan.region);
-        let key = match self.kms.describe_key(region, key_arn).await {
-            Ok(key) => key,
-            Err(error) => return key_error(key_arn, error).map(Err),
-        };
-        let role_account = arn::parse_role(&spec.role)
-            .map(|role| role.account.to_string())
-            .ok();
-        Ok(judge_key(key_arn, key, role_account.as_deref()))
+        key::check(&self.aws, freshness, region, key_arn, &spec.role)
+            .await
+            .map(Some)
     }
 
-    /// Checks that each destination bucket exists and sits in the key's region.
-    async fn check_buckets(
+    /// Prepares a job under `validation: Skip`, which makes no AWS calls. An alias ARN
+    /// cannot be resolved then, and MediaConvert accepts key ARNs only.
+    fn skip_online(
         &self,
         spec: &MediaConvertJobSpec,
-        plan: &offline::OfflinePlan,
-        key: Option<&KeyDescription>,
-    ) -> Result<Vec<Finding>, AwsError> {
-        let mut findings = Vec::new();
-        let mut seen = BTreeSet::new();
-        for destination in plan.settings.destinations() {
-            if !seen.insert(destination.bucket.clone()) {
-                continue;
-            }
-            let region = match self.s3.bucket_region(&destination.bucket).await {
-                Ok(region) => region,
-                Err(error) if error.class == ErrorClass::Invalid => {
-                    findings.push(Finding::failed(
-                        CheckName::DestinationBucketExists,
-                        ConditionReason::BucketNotFound,
-                        format!(
-                            "S3 rejected bucket {} from output group {:?} (destination {}): {}; correct the destination",
-                            destination.bucket, destination.group, destination.uri, error.message
-                        ),
-                    ));
-                    continue;
-                }
-                Err(error) if error.class == ErrorClass::AccessDenied => {
-                    findings.push(Finding::unknown(
-                        CheckName::DestinationBucketExists,
-                        format!(
-                            "the operator may not call s3:GetBucketLocation on bucket {}; grant it to the operator's role ({})",
-                            destination.bucket, error.message
-                        ),
-                    ));
-                    continue;
-                }
-                Err(error) => return Err(error),
-            };
-            let Some(bucket_region) = region else {
-                findings.push(Finding::failed(
-                    CheckName::DestinationBucketExists,
-                    ConditionReason::BucketNotFound,
-                    format!(
-                        "bucket {} from output group {:?} (destination {}) does not exist; create it or correct the destination",
-                        destination.bucket, destination.group, destination.uri
-                    ),
-                ));
-                continue;
-            };
-            let key_region = key
-                .and_then(|key| arn::parse_key(&key.arn).ok())
-                .map(|arn| arn.region.to_string());
-            if let Some(key_region) = key_region.filter(|key_region| *key_region != bucket_region) {
-                findings.push(Finding::failed(
-                    CheckName::KeyRegionMatchesBucket,
-                    ConditionReason::KeyRegionMismatch,
-                    format!(
-                        "KMS key {} is in region {key_region}, but bucket {} of output group {:?} is in {bucket_region}; S3 needs the key in the bucket's region, so use a key (or a multi-Region replica) in {bucket_region}",
-                        spec.encryption.kms_key_arn.as_deref().unwrap_or_default(),
-                        destination.bucket,
-                        destination.group
-                    ),
-                ));
-            }
+        plan: offline::OfflinePlan,
+        findings: Vec<Finding>,
+    ) -> Outcome {
+        let key_arn = spec.encryption.kms_key_arn.as_deref();
+        if let Some(alias) = key_arn.filter(|arn| arn.contains(":alias/")) {
+            let finding = Finding::failed(
+                CheckName::KmsKeyUsable,
+                ConditionReason::SpecInvalid,
+                format!(
+                    "spec.encryption.kmsKeyArn {alias} is an alias ARN, which MediaConvert does not accept, and validation: Skip forbids the kms:DescribeKey call that resolves it; name the key ARN, or use validation: Warn"
+                ),
+            );
+            return reject(results(&findings), finding, false);
         }
+        let prepared = match prepare(&plan.settings, spec, key_arn) {
+            Ok(prepared) => prepared,
+            Err(finding) => return reject(results(&findings), finding, false),
+        };
+        let job = validated(spec, plan, prepared, key_arn, Vec::new());
+        Outcome {
+            checks: results(&findings),
+            verdict: Verdict::Submit(Box::new(job)),
+        }
+    }
+}
+
+impl Run<'_> {
+    /// Runs the checks that need the prepared settings, in the order they are reported.
+    async fn online_checks(&self) -> Result<Vec<Finding>, AwsError> {
+        let mut findings = buckets::check_locations(self).await?;
+        let role = role::check(self).await?;
+        let role_exists = role.exists;
+        findings.extend(role.findings);
+        if role_exists {
+            findings.extend(grants::check_kms(self).await?);
+            findings.extend(grants::check_s3(self).await?);
+        }
+        findings.extend(buckets::check_policies(self).await?);
+        if role_exists {
+            findings.extend(buckets::check_default_keys(self).await?);
+            findings.extend(inputs::check(self).await?);
+        }
+        findings.extend(readers::check(self).await?);
+        findings.extend(role::check_pass_role(self).await?);
         Ok(findings)
     }
 }
 
-/// Records a finding; returns it back when it blocks submission under `policy`.
-fn admit(
-    policy: ValidationPolicy,
-    finding: Finding,
-    checks: &mut Vec<CheckResult>,
-    warnings: &mut Vec<Finding>,
-) -> Result<(), Finding> {
-    checks.push(finding.to_result());
-    let blocks = policy == ValidationPolicy::Enforce;
-    if blocks {
-        return Err(finding);
+/// Turns the findings into a verdict under the spec's policy. The first blocking finding
+/// gives the reason; the others stay visible in the check list.
+fn decide(
+    spec: &MediaConvertJobSpec,
+    plan: offline::OfflinePlan,
+    prepared: PreparedSettings,
+    resolved_key_arn: Option<String>,
+    findings: Vec<Finding>,
+) -> Outcome {
+    let customer_key = spec.encryption.encryption_type == EncryptionType::Kms
+        && spec.encryption.kms_key_arn.is_some();
+    let blocks = |finding: &Finding| match finding.status {
+        CheckStatus::Passed => false,
+        CheckStatus::Failed => true,
+        CheckStatus::Unknown => finding.check.required_when_unknown(customer_key),
+    };
+    let checks = results(&findings);
+    if spec.validation == ValidationPolicy::Enforce
+        && let Some(finding) = findings.iter().find(|finding| blocks(finding))
+    {
+        return Outcome {
+            checks,
+            verdict: Verdict::Reject {
+                finding: finding.clone(),
+                retry: true,
+            },
+        };
     }
-    warnings.push(finding);
-    Ok(())
+    let (advisories, rest): (Vec<Finding>, Vec<Finding>) = findings
+        .into_iter()
+        .partition(|finding| finding.status == CheckStatus::Passed);
+    let mut job = validated(spec, plan, prepared, resolved_key_arn.as_deref(), rest);
+    job.advisories = advisories
+        .into_iter()
+        .filter(|finding| !finding.message.is_empty())
+        .collect();
+    Outcome {
+        checks,
+        verdict: Verdict::Submit(Box::new(job)),
+    }
+}
+
+/// Rejects a job whose alias ARN could not be resolved, because MediaConvert accepts key
+/// ARNs only, whatever the validation policy.
+fn unresolved_alias(findings: Vec<Finding>) -> Outcome {
+    let key_finding = findings
+        .iter()
+        .find(|finding| finding.check == CheckName::KmsKeyUsable)
+        .cloned();
+    let mut finding = key_finding.unwrap_or_else(|| {
+        Finding::unknown(CheckName::KmsKeyUsable, "the alias was not resolved".into())
+    });
+    finding.message.push_str(
+        "; MediaConvert accepts key ARNs only, so the job waits until kms:DescribeKey resolves the alias",
+    );
+    reject(results(&findings), finding, true)
+}
+
+fn validated(
+    spec: &MediaConvertJobSpec,
+    plan: offline::OfflinePlan,
+    settings: PreparedSettings,
+    resolved_key_arn: Option<&str>,
+    warnings: Vec<Finding>,
+) -> ValidatedJob {
+    let encryption = EncryptionStatus {
+        encryption_type: spec.encryption.encryption_type,
+        kms_key_arn: resolved_key_arn.map(str::to_string),
+        key_region: plan.key_region.clone(),
+        output_groups: settings.encrypted_groups.clone(),
+    };
+    ValidatedJob {
+        region: plan.region,
+        settings,
+        encryption,
+        warnings,
+        advisories: Vec::new(),
+    }
+}
+
+fn results(findings: &[Finding]) -> Vec<CheckResult> {
+    findings.iter().map(Finding::to_result).collect()
 }
 
 fn reject(mut checks: Vec<CheckResult>, finding: Finding, retry: bool) -> Outcome {
@@ -384,184 +460,4 @@ fn prepare(
         };
         Finding::failed(CheckName::EncryptionSettings, reason, error.to_string())
     })
-}
-
-/// Maps a `DescribeKey` failure to a finding, or passes a transient error on.
-fn key_error(key_arn: &str, error: AwsError) -> Result<Finding, AwsError> {
-    match error.class {
-        ErrorClass::NotFound => Ok(Finding::failed(
-            CheckName::KmsKeyUsable,
-            ConditionReason::KmsKeyNotFound,
-            format!(
-                "KMS key {key_arn} does not exist; check the key ARN and region in spec.encryption.kmsKeyArn"
-            ),
-        )),
-        ErrorClass::Invalid => Ok(Finding::failed(
-            CheckName::KmsKeyUsable,
-            ConditionReason::KmsKeyNotFound,
-            format!(
-                "KMS rejected key {key_arn}: {}; check spec.encryption.kmsKeyArn",
-                error.message
-            ),
-        )),
-        ErrorClass::AccessDenied => Ok(Finding::unknown(
-            CheckName::KmsKeyUsable,
-            format!(
-                "the operator may not call kms:DescribeKey on {key_arn}; grant it in the operator's IAM policy and the key policy ({})",
-                error.message
-            ),
-        )),
-        _ => Err(error),
-    }
-}
-
-/// Judges a described key: enabled, symmetric, and not an AWS managed key of another account.
-fn judge_key(
-    key_arn: &str,
-    key: KeyDescription,
-    role_account: Option<&str>,
-) -> Result<Option<KeyDescription>, Finding> {
-    let fail = |reason, message| Err(Finding::failed(CheckName::KmsKeyUsable, reason, message));
-    let state_reason = match key.state.as_str() {
-        "Enabled" => None,
-        "Disabled" => Some((
-            ConditionReason::KmsKeyDisabled,
-            "enable it with kms:EnableKey or name another key",
-        )),
-        "PendingDeletion" | "PendingReplicaDeletion" => Some((
-            ConditionReason::KmsKeyPendingDeletion,
-            "cancel the deletion with kms:CancelKeyDeletion and enable it, or name another key",
-        )),
-        "PendingImport" => Some((
-            ConditionReason::KmsKeyPendingImport,
-            "import its key material or name another key",
-        )),
-        _ => Some((
-            ConditionReason::KmsKeyUnavailable,
-            "wait until it is Enabled or name another key",
-        )),
-    };
-    if let Some((reason, fix)) = state_reason {
-        return fail(
-            reason,
-            format!("KMS key {} is in state {}; {fix}", key.arn, key.state),
-        );
-    }
-    if !key.is_symmetric_encryption_key() {
-        return fail(
-            ConditionReason::KmsKeyNotSymmetric,
-            format!(
-                "KMS key {} has key spec {} and key usage {}, but S3 encrypts only with symmetric encryption keys (SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT); name such a key",
-                key.arn, key.spec, key.usage
-            ),
-        );
-    }
-    if key.is_aws_managed() && role_account.is_some_and(|account| account != key.account_id) {
-        return fail(
-            ConditionReason::AwsManagedKeyCrossAccount,
-            format!(
-                "KMS key {key_arn} is an AWS managed key of account {}, which other accounts cannot use; use a customer managed key",
-                key.account_id
-            ),
-        );
-    }
-    Ok(Some(key))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
-
-    fn key(state: &str, usage: &str, spec: &str, manager: &str) -> KeyDescription {
-        KeyDescription {
-            arn: KEY.into(),
-            account_id: "111122223333".into(),
-            state: state.into(),
-            usage: usage.into(),
-            spec: spec.into(),
-            manager: manager.into(),
-        }
-    }
-
-    fn rejection(described: KeyDescription, role_account: &str) -> Finding {
-        judge_key(KEY, described, Some(role_account)).expect_err("key accepted")
-    }
-
-    #[test]
-    fn usable_key_accepted() {
-        let described = key(
-            "Enabled",
-            "ENCRYPT_DECRYPT",
-            "SYMMETRIC_DEFAULT",
-            "CUSTOMER",
-        );
-        assert!(judge_key(KEY, described, Some("111122223333")).is_ok());
-    }
-
-    #[test]
-    fn key_states_have_own_reasons() {
-        let cases = [
-            ("Disabled", ConditionReason::KmsKeyDisabled, "kms:EnableKey"),
-            (
-                "PendingDeletion",
-                ConditionReason::KmsKeyPendingDeletion,
-                "CancelKeyDeletion",
-            ),
-            (
-                "PendingImport",
-                ConditionReason::KmsKeyPendingImport,
-                "import",
-            ),
-            ("Unavailable", ConditionReason::KmsKeyUnavailable, "Enabled"),
-        ];
-        for (state, reason, fix) in cases {
-            let finding = rejection(
-                key(state, "ENCRYPT_DECRYPT", "SYMMETRIC_DEFAULT", "CUSTOMER"),
-                "111122223333",
-            );
-            assert_eq!(finding.reason, reason, "{state}");
-            assert!(
-                finding.message.contains(state),
-                "{state}: {}",
-                finding.message
-            );
-            assert!(
-                finding.message.contains(fix),
-                "{state}: {}",
-                finding.message
-            );
-        }
-    }
-
-    #[test]
-    fn asymmetric_and_mac_keys_rejected() {
-        for (usage, spec) in [
-            ("ENCRYPT_DECRYPT", "RSA_4096"),
-            ("GENERATE_VERIFY_MAC", "HMAC_256"),
-            ("SIGN_VERIFY", "ECC_NIST_P256"),
-        ] {
-            let finding = rejection(key("Enabled", usage, spec, "CUSTOMER"), "111122223333");
-            assert_eq!(
-                finding.reason,
-                ConditionReason::KmsKeyNotSymmetric,
-                "{spec}"
-            );
-            assert!(finding.message.contains(spec), "{}", finding.message);
-            assert!(
-                finding.message.contains("SYMMETRIC_DEFAULT"),
-                "{}",
-                finding.message
-            );
-        }
-    }
-
-    #[test]
-    fn aws_managed_key_of_other_account_rejected() {
-        let described = key("Enabled", "ENCRYPT_DECRYPT", "SYMMETRIC_DEFAULT", "AWS");
-        let finding = rejection(described.clone(), "444455556666");
-        assert_eq!(finding.reason, ConditionReason::AwsManagedKeyCrossAccount);
-        assert!(judge_key(KEY, described, Some("111122223333")).is_ok());
-    }
 }

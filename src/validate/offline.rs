@@ -1,7 +1,9 @@
 //! Checks that need no AWS call: ARN syntax, regions, encryption fields, settings shape.
 
+use std::collections::BTreeMap;
+
 use crate::api::{ConditionReason, EncryptionType, MediaConvertJobSpec};
-use crate::settings::NormalizedSettings;
+use crate::settings::{NormalizedSettings, encode_encryption_context};
 
 use super::arn;
 use super::{CheckName, Finding};
@@ -84,7 +86,10 @@ fn check_encryption(spec: &MediaConvertJobSpec, region: &str) -> Result<Option<S
             "spec.encryption.encryptionContext is set, but type S3 has no KMS key to bind it to; remove it or set type: KMS".into(),
         )),
         (EncryptionType::S3, None) => Ok(None),
-        (EncryptionType::Kms, None) => Ok(None),
+        (EncryptionType::Kms, None) => {
+            check_context(&encryption.encryption_context)?;
+            Ok(None)
+        }
         (EncryptionType::Kms, Some(key)) => {
             let arn = arn::parse_key(key).map_err(|error| spec_invalid(format!("spec.encryption.kmsKeyArn: {error}")))?;
             if arn.region != region {
@@ -97,15 +102,43 @@ fn check_encryption(spec: &MediaConvertJobSpec, region: &str) -> Result<Option<S
                     ),
                 ));
             }
-            if let Some(empty) = encryption.encryption_context.iter().find(|(k, _)| k.is_empty()) {
-                return Err(spec_invalid(format!(
-                    "spec.encryption.encryptionContext has an empty key (value {:?}); every key must be a non-empty string",
-                    empty.1
-                )));
-            }
+            check_context(&encryption.encryption_context)?;
             Ok(Some(arn.region.to_string()))
         }
     }
+}
+
+/// Longest encoded encryption context accepted. S3 receives the context in the
+/// `x-amz-server-side-encryption-context` header, and S3 limits the headers of a PUT
+/// request to 8 KB in all.
+const MAX_ENCODED_CONTEXT: usize = 8192;
+
+/// Checks the encryption context: KMS rejects empty keys and empty values.
+fn check_context(context: &BTreeMap<String, String>) -> Result<(), Finding> {
+    let invalid = |message: String| {
+        Finding::failed(
+            CheckName::EncryptionContextValid,
+            ConditionReason::EncryptionContextInvalid,
+            message,
+        )
+    };
+    if let Some((_, value)) = context.iter().find(|(key, _)| key.is_empty()) {
+        return Err(invalid(format!(
+            "spec.encryption.encryptionContext has an empty key (value {value:?}); every key must be a non-empty string"
+        )));
+    }
+    if let Some((key, _)) = context.iter().find(|(_, value)| value.is_empty()) {
+        return Err(invalid(format!(
+            "spec.encryption.encryptionContext key {key:?} has an empty value, which KMS rejects; give it a value or remove the key"
+        )));
+    }
+    let encoded = encode_encryption_context(context).len();
+    if encoded > MAX_ENCODED_CONTEXT {
+        return Err(invalid(format!(
+            "spec.encryption.encryptionContext is {encoded} bytes once encoded, more than the {MAX_ENCODED_CONTEXT} bytes S3 accepts in a request header; shorten it"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -192,5 +225,38 @@ mod tests {
             "{}",
             finding.message
         );
+    }
+
+    #[test]
+    fn empty_context_value_named() {
+        let mut spec = spec();
+        spec.encryption.encryption_context = [
+            ("project".into(), "trailer".into()),
+            ("team".into(), String::new()),
+        ]
+        .into();
+        let finding = check(&spec, "us-east-1").unwrap_err();
+        assert_eq!(finding.check, CheckName::EncryptionContextValid);
+        assert_eq!(finding.reason, ConditionReason::EncryptionContextInvalid);
+        assert!(finding.message.contains("\"team\""), "{}", finding.message);
+    }
+
+    #[test]
+    fn empty_context_key_rejected() {
+        let mut spec = spec();
+        spec.encryption.kms_key_arn = None;
+        spec.encryption.encryption_context = [(String::new(), "x".into())].into();
+        let finding = check(&spec, "us-east-1").unwrap_err();
+        assert_eq!(finding.reason, ConditionReason::EncryptionContextInvalid);
+        assert!(finding.message.contains("empty key"), "{}", finding.message);
+    }
+
+    #[test]
+    fn oversized_context_rejected() {
+        let mut spec = spec();
+        spec.encryption.encryption_context = [("notes".into(), "x".repeat(7000))].into();
+        let finding = check(&spec, "us-east-1").unwrap_err();
+        assert_eq!(finding.reason, ConditionReason::EncryptionContextInvalid);
+        assert!(finding.message.contains("8192"), "{}", finding.message);
     }
 }
