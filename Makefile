@@ -1,5 +1,5 @@
 # Task runner: CI and developers call the same targets.
-.PHONY: demo test lint crds tools env-up env-down
+.PHONY: demo test lint crds tools env-up env-down bench-validation
 
 # Start the local API server and AWS emulator, run the operator and apply examples/.
 demo:
@@ -29,3 +29,7 @@ env-up:
 # Stop the local environment.
 env-down:
 	bash hack/env-down.sh
+
+# Count the AWS calls the checks spend on 1,000 jobs sharing a role and key.
+bench-validation:
+	bash hack/bench.sh validation_calls 1000
