@@ -1,6 +1,6 @@
-//! Pre-submission checks against IAM, KMS and S3 state in the emulator: each mistake ends
-//! the resource with its own reason and no job under `Enforce`, and a fix in AWS lets the
-//! job through on the next retry without a spec edit.
+//! Pre-submission checks against IAM, KMS and S3 state in the emulator. Each mistake ends
+//! the resource with its own reason and no job under `Enforce`. A fix in AWS lets the job
+//! through on the next retry without a spec edit.
 
 mod support;
 
@@ -31,7 +31,7 @@ fn mediaconvert_trust() -> Value {
     }]})
 }
 
-/// A role policy with S3 reads and writes, plus `kms_actions` on every key when any.
+/// Builds a role policy with S3 reads and writes, plus `kms_actions` on every key if any.
 fn role_policy(kms_actions: &[&str]) -> Value {
     let mut statements = vec![json!(
         {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "arn:aws:s3:::*/*"}
@@ -44,7 +44,7 @@ fn role_policy(kms_actions: &[&str]) -> Value {
 
 const ALL_KMS: [&str; 3] = ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"];
 
-/// A key policy with only the account-root statement, which delegates to IAM.
+/// Builds a key policy with only the account-root statement, which delegates to IAM.
 fn root_key_policy() -> Value {
     json!({"Version": "2012-10-17", "Statement": [{
         "Sid": "Enable IAM User Permissions", "Effect": "Allow",
@@ -95,7 +95,7 @@ impl Kit {
             .expect("failed to create key")
     }
 
-    /// A bucket of this test only, in us-east-1.
+    /// Creates a bucket of this test only, in us-east-1.
     async fn bucket(&self, suffix: &str) -> String {
         let name = format!("{}-{suffix}", self.setup.namespace.name);
         self.aws

@@ -33,7 +33,7 @@ pub struct SimulatedAction {
     pub matched_policies: Vec<String>,
 }
 
-/// What to simulate: a principal calling actions on one resource.
+/// Simulation request: a principal calling actions on one resource.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Simulation {
     pub principal_arn: String,

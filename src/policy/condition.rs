@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::document::string_list;
 use super::{Lookup, RequestContext, wildcard_match};
 
-/// How a condition compares values.
+/// Comparison a condition operator applies to values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Comparison {
     StringEquals {

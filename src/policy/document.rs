@@ -146,7 +146,7 @@ impl Statement {
         self.label.clone()
     }
 
-    /// The statement's conditions as text, such as
+    /// Returns the statement's conditions as text, such as
     /// `StringNotEquals s3:x-amz-server-side-encryption ["aws:kms"]`.
     pub fn conditions_text(&self) -> String {
         let conditions: Vec<String> = self.conditions.iter().map(ToString::to_string).collect();

@@ -114,7 +114,7 @@ pub struct Request<'a> {
     pub context: &'a RequestContext,
 }
 
-/// How an `Allow` reached the principal.
+/// Route by which an `Allow` reached the principal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Grant {
     /// The statement names the principal itself, or every principal (`*`).
@@ -151,9 +151,9 @@ enum Applies {
 }
 
 impl Document {
-    /// Decides `request` against every statement. An applying `Deny` wins over
-    /// everything; an undecided `Deny` over any `Allow`; a grant to the principal itself
-    /// is reported before a grant to its account.
+    /// Decides `request` against every statement. An applying `Deny` wins over everything,
+    /// and an undecided `Deny` wins over any `Allow`. A grant to the principal itself is
+    /// reported before a grant to its account.
     pub fn evaluate(&self, request: &Request<'_>) -> Decision {
         let mut allow: Option<(String, Grant)> = None;
         let mut undecided_deny = None;

@@ -1,8 +1,8 @@
-//! A bounded, expiring cache of AWS answers, shared by every validation.
+//! A bounded, expiring cache of AWS responses, shared by every validation.
 //!
 //! Jobs that share a role, key and buckets need one round of AWS calls between them.
-//! Answers that failed a job must not fail its retry once the user fixed IAM or KMS, so
-//! a retry asks for answers fetched after its previous attempt ([`Freshness`]).
+//! A response that failed a job must not fail its retry once the user fixed IAM or KMS,
+//! so a retry accepts only responses fetched after its previous attempt ([`Freshness`]).
 
 use std::any::Any;
 use std::future::Future;
@@ -17,9 +17,9 @@ use crate::aws::{
 /// Limits of the cache.
 #[derive(Clone, Copy, Debug)]
 pub struct CacheSettings {
-    /// How long an answer is reused.
+    /// Time for which a response is reused.
     pub ttl: Duration,
-    /// Maximum number of answers kept; the least recently used go first.
+    /// Maximum number of responses kept. The least recently used are evicted first.
     pub max_entries: u64,
 }
 
@@ -120,7 +120,7 @@ impl CachedAws {
         match entry.answer.downcast_ref::<Result<T, AwsError>>() {
             Some(answer) => answer.clone(),
             None => Err(AwsError::internal(
-                "cache entry holds another type of answer",
+                "cache entry contains a response of another type",
             )),
         }
     }
