@@ -295,6 +295,10 @@ pub enum ConditionReason {
     Submitting,
     /// MediaConvert accepted the job.
     JobSubmitted,
+    /// The resource follows an existing job named by its adoption annotation.
+    JobAdopted,
+    /// The adoption annotation names a job that MediaConvert does not know.
+    AdoptedJobNotFound,
     /// MediaConvert rejected `CreateJob` as a bad request.
     CreateJobRejected,
     /// MediaConvert denied `CreateJob`, for example because the operator may not pass the

@@ -1,5 +1,6 @@
 //! The `MediaConvertJob` controller: validate, submit once, follow, clean up.
 
+pub mod adopt;
 mod cleanup;
 mod follow;
 mod patch;
@@ -270,6 +271,13 @@ async fn apply(
     let fresh_status = fresh.status_or_default();
     if fresh_status.job_id.is_some() {
         return Ok(Action::requeue(context.settings.poll_interval));
+    }
+
+    // An adopting resource follows an existing job and never submits one.
+    if fresh_status.submission_token.is_none()
+        && let Some(job_id) = adopt::requested_job_id(&fresh)
+    {
+        return adopt::adopt(&fresh, job_id, api, context).await;
     }
 
     // A recorded token without a job id means a submission may have reached MediaConvert:

@@ -52,6 +52,20 @@ impl Env {
     pub async fn aws(&self) -> aws_fixtures::Aws {
         aws_fixtures::Aws::connect(&self.fakecloud_url).await
     }
+
+    /// SDK configuration for calls through the emulator proxy, as a script outside the
+    /// operator would make them.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        let proxy = required_var("MCO_PROXY_URL");
+        aws_config::from_env()
+            .endpoint_url(proxy)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .load()
+            .await
+    }
 }
 
 /// A namespace of its own for one test, deleted when dropped.
