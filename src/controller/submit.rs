@@ -21,8 +21,9 @@ use crate::validate::{Finding, Freshness, ValidatedJob, Verdict};
 
 /// Reasons whose fix is a spec edit; the others are retried, because IAM, KMS or S3 may
 /// change without the resource changing.
-const SPEC_REASONS: [ConditionReason; 7] = [
+const SPEC_REASONS: [ConditionReason; 8] = [
     ConditionReason::SpecInvalid,
+    ConditionReason::EncryptionContextInvalid,
     ConditionReason::SettingsInvalid,
     ConditionReason::EncryptionConflict,
     ConditionReason::CreateJobRejected,
