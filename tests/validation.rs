@@ -783,3 +783,35 @@ async fn denied_pass_role_retried_until_granted() {
     );
     kit.expect_complete_once("pass").await;
 }
+
+#[tokio::test]
+async fn key_disabled_after_submission_ends_error() {
+    let message = "Unable to write to output file: KMS key is disabled (KMS.DisabledException)";
+    let error = json!({"status": "ERROR", "errorCode": 1401, "errorMessage": message});
+    let setup = setup("key-disabled-late", timeline(1500, error)).await;
+    let aws = setup.env.aws().await;
+    let key = aws
+        .create_key_with_policy(REGION, &root_key_policy())
+        .await
+        .unwrap();
+    let api = setup.namespace.jobs();
+    create(&api, &job_yaml("late", &kms(&key), BASE_SETTINGS)).await;
+
+    wait_for(&api, "late", "Submitted", |job| {
+        job.status
+            .as_ref()
+            .is_some_and(|status| status.job_id.is_some())
+    })
+    .await;
+    aws.disable_key(REGION, &key).await.unwrap();
+    let failed = wait_for(&api, "late", "Error", phase_is("Error")).await;
+    let status = failed.status.clone().unwrap();
+    assert_eq!(status.error_code, Some(1401));
+    assert_eq!(status.error_message.as_deref(), Some(message));
+    assert_eq!(condition(&failed, "Failed").reason, "JobError");
+
+    // A failed job is final: the operator does not submit it again on its own.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let jobs = setup.submitted_jobs().await;
+    assert_eq!(jobs.len(), 1, "expected exactly one job, got {jobs:?}");
+}
