@@ -3,6 +3,7 @@
 
 pub mod iam;
 pub mod kms;
+pub mod limits;
 pub mod mediaconvert;
 pub mod s3;
 
