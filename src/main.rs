@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use mediaconvert_operator::aws::limits::{RateLimits, ServiceRate};
 use mediaconvert_operator::aws::{IamClient, KmsClient, MediaConvertClient, S3Client};
 use mediaconvert_operator::controller::{self, Context};
 use mediaconvert_operator::telemetry::{self, LogFormat};
@@ -59,6 +60,16 @@ struct RunArgs {
     #[arg(long, env = "MCO_VALIDATION_CACHE_ENTRIES", default_value_t = 10_000)]
     validation_cache_entries: u64,
 
+    /// Client-side rate of AWS requests per second for one service, as SERVICE=RATE
+    /// (mediaconvert, kms, iam or s3), repeatable or comma-separated. Defaults:
+    /// mediaconvert=10, kms=50, iam=5, s3=50, per region.
+    #[arg(
+        long = "aws-rate-limit",
+        env = "MCO_AWS_RATE_LIMITS",
+        value_delimiter = ','
+    )]
+    aws_rate_limits: Vec<ServiceRate>,
+
     /// Log format.
     #[arg(long, env = "MCO_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -88,10 +99,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         ttl: Duration::from_secs(args.validation_cache_seconds),
         max_entries: args.validation_cache_entries,
     };
+    let limits = Arc::new(RateLimits::new(&args.aws_rate_limits));
     let lookups = CachedAws::new(
-        Arc::new(KmsClient::new(aws.clone())),
-        Arc::new(S3Client::new(&aws)),
-        Arc::new(IamClient::new(&aws)),
+        Arc::new(KmsClient::new(aws.clone()).with_limits(limits.clone())),
+        Arc::new(S3Client::new(&aws).with_limits(limits.clone())),
+        Arc::new(IamClient::new(&aws).with_limits(limits.clone())),
         cache,
     );
     let checker = Checker::new(lookups, args.default_region.clone());
@@ -103,7 +115,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let context = Arc::new(Context::new(
         client,
-        Arc::new(MediaConvertClient::new(aws)),
+        Arc::new(MediaConvertClient::new(aws).with_limits(limits)),
         checker,
         settings,
     ));

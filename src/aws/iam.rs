@@ -1,7 +1,10 @@
 //! AWS IAM and STS: the job role, its trust policy, and simulated permissions.
 
+use std::sync::Arc;
+
 use aws_sdk_iam::types::{ContextEntry, ContextKeyTypeEnum, PolicyEvaluationDecisionType};
 
+use super::limits::{RateLimits, Service};
 use super::{AwsError, ErrorClass};
 
 /// A role as `iam:GetRole` describes it.
@@ -59,20 +62,32 @@ pub trait Iam: Send + Sync {
 pub struct IamClient {
     iam: aws_sdk_iam::Client,
     sts: aws_sdk_sts::Client,
+    limits: Arc<RateLimits>,
 }
+
+/// IAM is a global service, so one bucket serves it.
+const IAM_REGION: &str = "global";
 
 impl IamClient {
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         Self {
             iam: aws_sdk_iam::Client::new(config),
             sts: aws_sdk_sts::Client::new(config),
+            limits: Arc::new(RateLimits::unlimited()),
         }
+    }
+
+    /// Makes every call wait for a token of the shared rate limits first.
+    pub fn with_limits(mut self, limits: Arc<RateLimits>) -> Self {
+        self.limits = limits;
+        self
     }
 }
 
 #[async_trait::async_trait]
 impl Iam for IamClient {
     async fn get_role(&self, name: &str) -> Result<Option<RoleDescription>, AwsError> {
+        self.limits.acquire(Service::Iam, IAM_REGION).await;
         let result = self.iam.get_role().role_name(name).send().await;
         let output = match result {
             Ok(output) => output,
@@ -106,6 +121,7 @@ impl Iam for IamClient {
         let mut results = Vec::new();
         let mut marker = None;
         loop {
+            self.limits.acquire(Service::Iam, IAM_REGION).await;
             let output = self
                 .iam
                 .simulate_principal_policy()

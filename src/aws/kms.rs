@@ -1,9 +1,12 @@
 //! AWS KMS: describing the key that encrypts the outputs and reading its policy.
 
+use std::sync::Arc;
+
 use aws_sdk_kms::types::{KeyManagerType, KeySpec, KeyState, KeyUsageType};
 use aws_smithy_types::date_time::Format as DateTimeFormat;
 
 use super::AwsError;
+use super::limits::{RateLimits, Service};
 
 /// Key metadata from `kms:DescribeKey`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,11 +50,21 @@ pub trait Kms: Send + Sync {
 /// [`Kms`] over the AWS SDK, one client per region.
 pub struct KmsClient {
     config: aws_config::SdkConfig,
+    limits: Arc<RateLimits>,
 }
 
 impl KmsClient {
     pub fn new(config: aws_config::SdkConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            limits: Arc::new(RateLimits::unlimited()),
+        }
+    }
+
+    /// Makes every call wait for a token of the shared rate limits first.
+    pub fn with_limits(mut self, limits: Arc<RateLimits>) -> Self {
+        self.limits = limits;
+        self
     }
 
     fn client(&self, region: &str) -> aws_sdk_kms::Client {
@@ -60,13 +73,20 @@ impl KmsClient {
             .build();
         aws_sdk_kms::Client::from_conf(config)
     }
+
+    /// Waits for a rate-limit token, then returns the client for `region`.
+    async fn limited(&self, region: &str) -> aws_sdk_kms::Client {
+        self.limits.acquire(Service::Kms, region).await;
+        self.client(region)
+    }
 }
 
 #[async_trait::async_trait]
 impl Kms for KmsClient {
     async fn describe_key(&self, region: &str, key_id: &str) -> Result<KeyDescription, AwsError> {
         let output = self
-            .client(region)
+            .limited(region)
+            .await
             .describe_key()
             .key_id(key_id)
             .send()
@@ -97,7 +117,8 @@ impl Kms for KmsClient {
 
     async fn key_policy(&self, region: &str, key_arn: &str) -> Result<String, AwsError> {
         let output = self
-            .client(region)
+            .limited(region)
+            .await
             .get_key_policy()
             .key_id(key_arn)
             .policy_name("default")

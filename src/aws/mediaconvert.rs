@@ -20,6 +20,7 @@ use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::ConfigBag;
 use serde_json::Value;
 
+use super::limits::{RateLimits, Service};
 use super::{AwsError, ErrorClass};
 
 /// A job to create, with settings already normalized to the REST spelling.
@@ -142,11 +143,21 @@ pub trait MediaConvert: Send + Sync {
 /// [`MediaConvert`] over the AWS SDK, one client per region.
 pub struct MediaConvertClient {
     config: aws_config::SdkConfig,
+    limits: Arc<RateLimits>,
 }
 
 impl MediaConvertClient {
     pub fn new(config: aws_config::SdkConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            limits: Arc::new(RateLimits::unlimited()),
+        }
+    }
+
+    /// Makes every call wait for a token of the shared rate limits first.
+    pub fn with_limits(mut self, limits: Arc<RateLimits>) -> Self {
+        self.limits = limits;
+        self
     }
 
     fn client(&self, region: &str) -> aws_sdk_mediaconvert::Client {
@@ -157,6 +168,12 @@ impl MediaConvertClient {
             .build();
         aws_sdk_mediaconvert::Client::from_conf(config)
     }
+
+    /// Waits for a rate-limit token, then returns the client for `region`.
+    async fn limited(&self, region: &str) -> aws_sdk_mediaconvert::Client {
+        self.limits.acquire(Service::MediaConvert, region).await;
+        self.client(region)
+    }
 }
 
 #[async_trait::async_trait]
@@ -164,7 +181,8 @@ impl MediaConvert for MediaConvertClient {
     async fn create_job(&self, request: &JobRequest) -> Result<JobSnapshot, AwsError> {
         let captured = CaptureBody::default();
         let builder = self
-            .client(&request.region)
+            .limited(&request.region)
+            .await
             .create_job()
             .role(&request.role)
             .set_queue(request.queue.clone())
@@ -190,7 +208,8 @@ impl MediaConvert for MediaConvertClient {
     async fn get_job(&self, region: &str, id: &str) -> Result<Option<JobSnapshot>, AwsError> {
         let captured = CaptureBody::default();
         let result = self
-            .client(region)
+            .limited(region)
+            .await
             .get_job()
             .id(id)
             .customize()
@@ -221,6 +240,7 @@ impl MediaConvert for MediaConvertClient {
         let client = self.client(region);
         let mut next_token = None;
         for _ in 0..MAX_LIST_PAGES {
+            self.limits.acquire(Service::MediaConvert, region).await;
             let captured = CaptureBody::default();
             client
                 .list_jobs()
@@ -264,7 +284,7 @@ impl MediaConvert for MediaConvertClient {
     }
 
     async fn cancel_job(&self, region: &str, id: &str) -> Result<CancelOutcome, AwsError> {
-        let result = self.client(region).cancel_job().id(id).send().await;
+        let result = self.limited(region).await.cancel_job().id(id).send().await;
         match result {
             Ok(_) => Ok(CancelOutcome::Canceled),
             Err(error) => {

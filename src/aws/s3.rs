@@ -1,6 +1,9 @@
 //! Amazon S3: where destination buckets are, how they encrypt by default, what their
 //! policies demand, and how input objects are encrypted.
 
+use std::sync::Arc;
+
+use super::limits::{RateLimits, Service};
 use super::{AwsError, ErrorClass};
 
 #[async_trait::async_trait]
@@ -47,6 +50,7 @@ impl ObjectEncryption {
 pub struct S3Client {
     config: aws_config::SdkConfig,
     client: aws_sdk_s3::Client,
+    limits: Arc<RateLimits>,
 }
 
 impl S3Client {
@@ -54,7 +58,14 @@ impl S3Client {
         Self {
             client: Self::build(config, None),
             config: config.clone(),
+            limits: Arc::new(RateLimits::unlimited()),
         }
+    }
+
+    /// Makes every call wait for a token of the shared rate limits first.
+    pub fn with_limits(mut self, limits: Arc<RateLimits>) -> Self {
+        self.limits = limits;
+        self
     }
 
     fn build(config: &aws_config::SdkConfig, region: Option<&str>) -> aws_sdk_s3::Client {
@@ -67,8 +78,10 @@ impl S3Client {
         aws_sdk_s3::Client::from_conf(builder.build())
     }
 
-    /// Client for calls about a bucket, which S3 serves only in the bucket's region.
-    fn regional(&self, region: &str) -> aws_sdk_s3::Client {
+    /// Waits for a rate-limit token, then returns a client for calls about a bucket,
+    /// which S3 serves only in the bucket's region.
+    async fn regional(&self, region: &str) -> aws_sdk_s3::Client {
+        self.limits.acquire(Service::S3, region).await;
         Self::build(&self.config, Some(region))
     }
 }
@@ -96,6 +109,10 @@ fn absent_when_not_found<T>(
 #[async_trait::async_trait]
 impl S3 for S3Client {
     async fn bucket_region(&self, bucket: &str) -> Result<Option<String>, AwsError> {
+        let home = self.config.region().map(|region| region.to_string());
+        self.limits
+            .acquire(Service::S3, home.as_deref().unwrap_or("us-east-1"))
+            .await;
         let result = self
             .client
             .get_bucket_location()
@@ -130,6 +147,7 @@ impl S3 for S3Client {
     ) -> Result<Option<ObjectEncryption>, AwsError> {
         let result = self
             .regional(region)
+            .await
             .get_bucket_encryption()
             .bucket(bucket)
             .send()
@@ -152,6 +170,7 @@ impl S3 for S3Client {
     async fn bucket_policy(&self, region: &str, bucket: &str) -> Result<Option<String>, AwsError> {
         let result = self
             .regional(region)
+            .await
             .get_bucket_policy()
             .bucket(bucket)
             .send()
@@ -169,6 +188,7 @@ impl S3 for S3Client {
     ) -> Result<Option<ObjectEncryption>, AwsError> {
         let result = self
             .regional(region)
+            .await
             .head_object()
             .bucket(bucket)
             .key(key)
