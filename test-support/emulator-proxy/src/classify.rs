@@ -117,21 +117,35 @@ pub fn classify(request: &RequestView<'_>) -> Operation {
     Operation::new(&service, name.as_deref().unwrap_or(OTHER_OPERATION))
 }
 
-/// Extracts the service from `Credential=AKID/DATE/REGION/SERVICE/aws4_request`.
-fn signing_service(request: &RequestView<'_>) -> Option<String> {
-    let scope = match header_str(request.headers, "authorization") {
+/// Returns the SigV4 credential, `AKID/DATE/REGION/SERVICE/aws4_request`, from the
+/// `Authorization` header or a presigned URL's `X-Amz-Credential`.
+fn credential(request: &RequestView<'_>) -> Option<String> {
+    match header_str(request.headers, "authorization") {
         Some(authorization) => {
             let start = authorization.find("Credential=")? + "Credential=".len();
             let rest = &authorization[start..];
-            rest.split([',', ' ']).next()?.to_string()
+            Some(rest.split([',', ' ']).next()?.to_string())
         }
-        None => request.query_value("X-Amz-Credential")?,
-    };
-    let parts: Vec<&str> = scope.split('/').collect();
+        None => request.query_value("X-Amz-Credential"),
+    }
+}
+
+/// Extracts the service from the credential scope.
+fn signing_service(request: &RequestView<'_>) -> Option<String> {
+    let credential = credential(request)?;
+    let parts: Vec<&str> = credential.split('/').collect();
     match parts.as_slice() {
         [.., service, "aws4_request"] if !service.is_empty() => Some(service.to_string()),
         _ => None,
     }
+}
+
+/// Returns the access key ID the request was signed with, the first part of the
+/// credential, or `None` for an unsigned request.
+pub fn access_key_id(request: &RequestView<'_>) -> Option<String> {
+    let credential = credential(request)?;
+    let (access_key_id, _) = credential.split_once('/')?;
+    (!access_key_id.is_empty()).then(|| access_key_id.to_string())
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -550,5 +564,26 @@ mod tests {
         };
         assert_eq!(view(&s3).protocol(), Protocol::RestXml);
         assert_eq!(view(&mediaconvert).protocol(), Protocol::RestJson);
+    }
+
+    #[test]
+    fn access_key_from_header_or_presigned_url() {
+        let method = Method::GET;
+        let signed = scope_header("kms");
+        let unsigned = HeaderMap::new();
+        let view = |headers, query| RequestView {
+            method: &method,
+            path: "/bucket/key",
+            query,
+            headers,
+            body: b"",
+        };
+        assert_eq!(access_key_id(&view(&signed, None)).as_deref(), Some("test"));
+        let presigned = Some("X-Amz-Credential=test-ns%2F20260101%2Fus-east-1%2Fs3%2Faws4_request");
+        assert_eq!(
+            access_key_id(&view(&unsigned, presigned)).as_deref(),
+            Some("test-ns")
+        );
+        assert_eq!(access_key_id(&view(&unsigned, None)), None);
     }
 }

@@ -18,9 +18,10 @@ pub fn handle(app: &App, request: &BufferedRequest) -> Response<Body> {
     let mut state = app.shared.lock();
 
     let response = match (route, method.as_str()) {
-        ("calls", "GET") => reply::json(StatusCode::OK, &state.calls),
+        ("calls", "GET") => calls_view(&state, request),
         ("calls", "DELETE") => {
             state.calls.clear();
+            state.calls_by_access_key.clear();
             reply::json(StatusCode::OK, &json!({}))
         }
         ("jobs", "GET") => reply::json(StatusCode::OK, &jobs_view(&state)),
@@ -58,6 +59,23 @@ pub fn handle(app: &App, request: &BufferedRequest) -> Response<Body> {
         tracing::info!(%method, route, status = %response.status(), "Control request");
     }
     response
+}
+
+/// Lists the call counts, of all requests or, with `?accessKeyId=KEY`, of the requests
+/// signed with that key.
+fn calls_view(state: &State, request: &BufferedRequest) -> Response<Body> {
+    let query = request.parts.uri.query().unwrap_or_default();
+    let access_key_id = form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == "accessKeyId")
+        .map(|(_, value)| value.into_owned());
+    match access_key_id {
+        Some(key) => {
+            let empty = Default::default();
+            let calls = state.calls_by_access_key.get(&key).unwrap_or(&empty);
+            reply::json(StatusCode::OK, calls)
+        }
+        None => reply::json(StatusCode::OK, &state.calls),
+    }
 }
 
 fn put_timelines(state: &mut State, request: &BufferedRequest) -> Response<Body> {

@@ -20,6 +20,11 @@ pub struct FaultRule {
     /// matches every request.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub user_metadata: BTreeMap<String, String>,
+    /// Access key ID the request must be signed with. fakecloud treats every key that
+    /// starts with `test` as the account root, so a test can run its client with a key of
+    /// its own and limit a rule to that client's requests of any operation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
     /// HTTP status of the injected error. Without it, and without
     /// `withhold_response`, the rule only delays the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -38,6 +43,11 @@ pub struct FaultRule {
     /// Milliseconds to wait before acting.
     #[serde(default)]
     pub delay_ms: u64,
+    /// Milliseconds to hold the response after the request was forwarded, so its side
+    /// effect has happened while the client still waits. Ignored when the rule rejects
+    /// the request without forwarding it.
+    #[serde(default)]
+    pub response_delay_ms: u64,
     /// Forwards the request, so its side effect happens, then returns an
     /// error in place of the upstream response.
     #[serde(default)]
@@ -81,11 +91,22 @@ pub enum FaultAction {
     Withhold(InjectedError),
 }
 
-/// A fired rule's delay and action.
+/// A fired rule's delays and action.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fault {
     pub delay: Duration,
     pub action: FaultAction,
+    /// Wait between the upstream response and the reply to the client.
+    pub response_delay: Duration,
+}
+
+/// Request details that a rule can match besides the operation.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFacts {
+    /// The `userMetadata` object of the request body, empty when there is none.
+    pub user_metadata: Map<String, Value>,
+    /// Access key ID of the request's SigV4 credential.
+    pub access_key_id: Option<String>,
 }
 
 /// The configured rules, tried in order for every proxied request.
@@ -132,20 +153,25 @@ impl FaultSet {
     /// with the given probability, so tests can pass a fixed draw.
     #[cfg(test)]
     pub fn fire(&mut self, operation: &Operation, draw: impl FnMut(f64) -> bool) -> Option<Fault> {
-        self.fire_for(operation, &Map::new(), draw)
+        self.fire_for(operation, &RequestFacts::default(), draw)
     }
 
-    /// Like [`FaultSet::fire`], for a request whose body carries `user_metadata`.
+    /// Like [`FaultSet::fire`], for a request with the given body metadata and signer.
     pub fn fire_for(
         &mut self,
         operation: &Operation,
-        user_metadata: &Map<String, Value>,
+        facts: &RequestFacts,
         mut draw: impl FnMut(f64) -> bool,
     ) -> Option<Fault> {
         let operation = operation.to_string();
         let active = self.rules.iter_mut().find(|active| {
             matches_operation(&active.rule.operation, &operation)
-                && matches_metadata(&active.rule.user_metadata, user_metadata)
+                && matches_metadata(&active.rule.user_metadata, &facts.user_metadata)
+                && active
+                    .rule
+                    .access_key_id
+                    .as_ref()
+                    .is_none_or(|expected| facts.access_key_id.as_ref() == Some(expected))
                 && active.remaining != Some(0)
                 && active.rule.probability.is_none_or(&mut draw)
         })?;
@@ -194,6 +220,7 @@ fn matches_operation(pattern: &str, operation: &str) -> bool {
 
 fn fault_of(rule: &FaultRule, operation: &str) -> Fault {
     let delay = Duration::from_millis(rule.delay_ms);
+    let response_delay = Duration::from_millis(rule.response_delay_ms);
     let action = if rule.withhold_response {
         let status = rule.status.unwrap_or(500);
         FaultAction::Withhold(injected_error(rule, status, operation))
@@ -202,7 +229,11 @@ fn fault_of(rule: &FaultRule, operation: &str) -> Fault {
     } else {
         FaultAction::Forward
     };
-    Fault { delay, action }
+    Fault {
+        delay,
+        action,
+        response_delay,
+    }
 }
 
 fn injected_error(rule: &FaultRule, status: u16, operation: &str) -> InjectedError {
@@ -382,5 +413,37 @@ mod tests {
                 "old rules stay after a rejected replace"
             );
         }
+    }
+
+    #[test]
+    fn access_key_limits_rule_to_its_signer() {
+        let mut set = fault_set(json!([{
+            "operation": "mediaconvert:GetJob", "status": 404, "accessKeyId": "test-a",
+        }]));
+        let get = operation("mediaconvert", "GetJob");
+        let signed_by = |key: Option<&str>| RequestFacts {
+            access_key_id: key.map(str::to_string),
+            ..RequestFacts::default()
+        };
+        assert!(
+            set.fire_for(&get, &signed_by(Some("test-b")), always)
+                .is_none()
+        );
+        assert!(set.fire_for(&get, &signed_by(None), always).is_none());
+        assert!(
+            set.fire_for(&get, &signed_by(Some("test-a")), always)
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn response_delay_kept_for_forwarded_requests() {
+        let mut set = fault_set(json!([{"operation": "*", "responseDelayMs": 250}]));
+        let fault = set
+            .fire(&operation("mediaconvert", "CreateJob"), always)
+            .unwrap();
+        assert_eq!(fault.action, FaultAction::Forward);
+        assert_eq!(fault.delay, Duration::ZERO);
+        assert_eq!(fault.response_delay, Duration::from_millis(250));
     }
 }

@@ -11,9 +11,9 @@ use hyper::body::Incoming;
 use hyper::http::request::Parts;
 use hyper::{Request, Response, StatusCode};
 
-use crate::classify::{Operation, Protocol, RequestView, classify};
+use crate::classify::{Operation, Protocol, RequestView, access_key_id, classify};
 use crate::control;
-use crate::faults::{FaultAction, InjectedError};
+use crate::faults::{FaultAction, InjectedError, RequestFacts};
 use crate::mediaconvert;
 use crate::reply::{self, Body};
 use crate::state::Shared;
@@ -90,13 +90,14 @@ async fn proxy(app: &App, request: BufferedRequest) -> Response<Body> {
     let view = request.view();
     let operation = classify(&view);
     let protocol = view.protocol();
+    let facts = RequestFacts {
+        user_metadata: body_user_metadata(&request.body),
+        access_key_id: access_key_id(&view),
+    };
     let fault = {
         let mut state = app.shared.lock();
-        state.count(&operation);
-        let user_metadata = body_user_metadata(&request.body);
-        state
-            .faults
-            .fire_for(&operation, &user_metadata, rand::random_bool)
+        state.count(&operation, facts.access_key_id.as_deref());
+        state.faults.fire_for(&operation, &facts, rand::random_bool)
     };
     tracing::debug!(%operation, method = %request.parts.method, path = request.parts.uri.path(),
         "Request received");
@@ -106,10 +107,13 @@ async fn proxy(app: &App, request: BufferedRequest) -> Response<Body> {
     };
     tokio::time::sleep(fault.delay).await;
     let delay_ms = fault.delay.as_millis();
+    let response_delay_ms = fault.response_delay.as_millis();
     match fault.action {
         FaultAction::Forward => {
-            tracing::info!(%operation, delay_ms, "Fault delayed request");
-            route(app, &operation, &request).await
+            tracing::info!(%operation, delay_ms, response_delay_ms, "Fault delayed request");
+            let response = route(app, &operation, &request).await;
+            tokio::time::sleep(fault.response_delay).await;
+            response
         }
         FaultAction::Reject(error) => {
             tracing::info!(%operation, delay_ms, status = %error.status,
@@ -118,8 +122,10 @@ async fn proxy(app: &App, request: BufferedRequest) -> Response<Body> {
         }
         FaultAction::Withhold(error) => {
             let withheld = route(app, &operation, &request).await;
-            tracing::info!(%operation, delay_ms, upstream_status = %withheld.status(),
-                status = %error.status, "Fault withheld upstream response");
+            tracing::info!(%operation, delay_ms, response_delay_ms,
+                upstream_status = %withheld.status(), status = %error.status,
+                "Fault withheld upstream response");
+            tokio::time::sleep(fault.response_delay).await;
             injected(protocol, &error)
         }
     }

@@ -45,6 +45,8 @@ pub struct State {
     /// Requests received per `service:Operation`, including those rejected
     /// by a fault or served from the token window.
     pub calls: BTreeMap<String, u64>,
+    /// The same counts split by the access key ID the request was signed with.
+    pub calls_by_access_key: BTreeMap<String, BTreeMap<String, u64>>,
     /// Jobs created upstream, oldest first.
     pub created_jobs: Vec<CreatedJob>,
     pub timelines: TimelineConfig,
@@ -55,8 +57,15 @@ pub struct State {
 }
 
 impl State {
-    pub fn count(&mut self, operation: &Operation) {
+    pub fn count(&mut self, operation: &Operation, access_key_id: Option<&str>) {
         *self.calls.entry(operation.to_string()).or_default() += 1;
+        if let Some(access_key_id) = access_key_id {
+            let calls = self
+                .calls_by_access_key
+                .entry(access_key_id.to_string())
+                .or_default();
+            *calls.entry(operation.to_string()).or_default() += 1;
+        }
     }
 
     /// Returns the entry for `token` when its job was created less than

@@ -178,3 +178,78 @@ async fn invalid_control_bodies_are_rejected() {
     let calls = stack.control(Method::GET, "calls", None).await.body;
     assert_eq!(calls, json!({}), "control requests are not counted");
 }
+
+#[tokio::test]
+async fn access_key_scopes_rules_and_counts() {
+    let stack = Stack::start("access-key", &[]);
+    stack
+        .set_faults(json!({"rules": [{
+            "operation": "mediaconvert:*", "status": 503, "accessKeyId": "test-faulty",
+        }]}))
+        .await;
+
+    let faulty = stack
+        .mediaconvert_as("test-faulty", Method::GET, "/2017-08-29/jobs", None)
+        .await;
+    assert_eq!(faulty.status, StatusCode::SERVICE_UNAVAILABLE);
+    let healthy = stack
+        .mediaconvert_as("test-healthy", Method::GET, "/2017-08-29/jobs", None)
+        .await;
+    assert_eq!(healthy.status, StatusCode::OK, "{:?}", healthy.body);
+    stack.create_job_id(json!({}), None).await;
+
+    let faulty_calls = stack
+        .control(Method::GET, "calls?accessKeyId=test-faulty", None)
+        .await
+        .body;
+    assert_eq!(faulty_calls, json!({"mediaconvert:ListJobs": 1}));
+    let healthy_calls = stack
+        .control(Method::GET, "calls?accessKeyId=test-healthy", None)
+        .await
+        .body;
+    assert_eq!(healthy_calls, json!({"mediaconvert:ListJobs": 1}));
+    let unknown = stack
+        .control(Method::GET, "calls?accessKeyId=test-nobody", None)
+        .await
+        .body;
+    assert_eq!(unknown, json!({}));
+    let all = stack.control(Method::GET, "calls", None).await.body;
+    assert_eq!(
+        all,
+        json!({"mediaconvert:ListJobs": 2, "mediaconvert:CreateJob": 1})
+    );
+}
+
+#[tokio::test]
+async fn response_delay_holds_reply_after_side_effect() {
+    let stack = Stack::start("response-delay", &[]);
+    stack
+        .set_faults(json!({"rules": [{
+            "operation": "mediaconvert:CreateJob", "responseDelayMs": 1500, "times": 1,
+        }]}))
+        .await;
+
+    let started = Instant::now();
+    let create = stack.create_job(json!({}), Some("held"));
+    let watch = async {
+        // The job exists upstream while the client still waits for its response.
+        loop {
+            let jobs = stack.control(Method::GET, "jobs", None).await.body;
+            if jobs.as_array().is_some_and(|jobs| !jobs.is_empty()) {
+                return started.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let (reply, seen_after) = tokio::join!(create, watch);
+    let replied_after = started.elapsed();
+    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    assert!(
+        replied_after >= Duration::from_millis(1500),
+        "{replied_after:?}"
+    );
+    assert!(
+        seen_after < replied_after - Duration::from_millis(500),
+        "job seen after {seen_after:?}, reply after {replied_after:?}"
+    );
+}

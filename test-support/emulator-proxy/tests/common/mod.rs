@@ -74,11 +74,27 @@ impl Stack {
 
     /// Sends a MediaConvert REST request through the proxy.
     pub async fn mediaconvert(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        self.mediaconvert_as("test", method, path, body).await
+    }
+
+    /// Sends a MediaConvert REST request signed with `access_key_id`.
+    pub async fn mediaconvert_as(
+        &self,
+        access_key_id: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
         let url = format!("{}{path}", self.proxy_url);
+        let authorization = MEDIACONVERT_AUTH.replacen(
+            "Credential=test/",
+            &format!("Credential={access_key_id}/"),
+            1,
+        );
         let mut request = self
             .client
             .request(method, url)
-            .header("authorization", MEDIACONVERT_AUTH);
+            .header("authorization", authorization);
         if let Some(body) = body {
             request = request.json(&body);
         }
