@@ -70,6 +70,15 @@ struct RunArgs {
     )]
     aws_rate_limits: Vec<ServiceRate>,
 
+    /// Seconds one attempt of an AWS call may take before it is abandoned and retried.
+    #[arg(long, env = "MCO_AWS_ATTEMPT_TIMEOUT_SECONDS", default_value_t = 20)]
+    aws_attempt_timeout_seconds: u64,
+
+    /// Seconds an AWS call may take with all its retries before it fails. The reconcile
+    /// is then retried with backoff.
+    #[arg(long, env = "MCO_AWS_OPERATION_TIMEOUT_SECONDS", default_value_t = 60)]
+    aws_operation_timeout_seconds: u64,
+
     /// Log format.
     #[arg(long, env = "MCO_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -91,8 +100,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format);
     mediaconvert_operator::install_crypto_provider();
     // The SDK's default chain supplies credentials (IRSA, Pod Identity, environment) and
-    // honours AWS_ENDPOINT_URL and its per-service variants.
-    let aws = aws_config::load_from_env().await;
+    // honours AWS_ENDPOINT_URL and its per-service variants. Without timeouts a call whose
+    // response never comes would hold its reconcile, and the resource, forever.
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .operation_attempt_timeout(Duration::from_secs(args.aws_attempt_timeout_seconds.max(1)))
+        .operation_timeout(Duration::from_secs(
+            args.aws_operation_timeout_seconds.max(1),
+        ))
+        .build();
+    let aws = aws_config::from_env().timeout_config(timeouts).load().await;
     let client = kube::Client::try_default().await?;
 
     let cache = CacheSettings {
