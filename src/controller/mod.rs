@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::controller::{
+    Action, Config as ControllerConfig, Controller, Error as ControllerError,
+};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event as FinalizerEvent};
 use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, predicates, reflector, watcher};
@@ -98,6 +100,15 @@ impl Error {
             },
             _ => self,
         }
+    }
+
+    /// Reports whether a status write lost a race with another change of the object,
+    /// which the next pass resolves by reading the object afresh.
+    fn is_conflict(&self) -> bool {
+        matches!(
+            self.inner(),
+            Error::WriteStatus { source: kube::Error::Api(status), .. } if status.is_conflict()
+        )
     }
 
     fn is_throttled(&self) -> bool {
@@ -219,6 +230,11 @@ pub async fn run(context: Arc<Context>, namespace: Option<String>) {
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => tracing::debug!(object = %object, "Reconciled"),
+                // The watcher lists again and resumes by itself, also after a 410 Gone for
+                // an expired resource version. Until then the operator sees no changes.
+                Err(ControllerError::QueueError(error)) => {
+                    tracing::warn!(%error, "Watch of MediaConvertJobs failed; resuming with backoff")
+                }
                 Err(error) => tracing::debug!(%error, "Reconcile failed"),
             }
         })
@@ -294,8 +310,13 @@ async fn apply(
     submit::validate_and_submit(&fresh, api, context).await
 }
 
-/// Requeues a failed reconcile with a per-object growing delay.
+/// Requeues a failed reconcile with a per-object growing delay. A conflict is no failure:
+/// the object changed since it was read, so it is read again after the base delay.
 fn error_policy(job: Arc<MediaConvertJob>, error: &Error, context: Arc<Context>) -> Action {
+    if error.is_conflict() {
+        tracing::info!(%error, "Resource changed since it was read; retrying on a fresh read");
+        return Action::requeue(context.settings.retry_base);
+    }
     let delay = context.next_backoff(&job.uid().unwrap_or_default());
     if error.is_throttled() {
         tracing::info!(%error, delay_ms = delay.as_millis() as u64, "AWS throttled the request; retrying");
