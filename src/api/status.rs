@@ -80,7 +80,8 @@ pub struct MediaConvertJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<ValidationStatus>,
 
-    /// Standard conditions: Validated, Submitted, Complete, Failed and Ready.
+    /// Standard conditions: Validated, Submitted, Complete, Failed and Ready, plus
+    /// StatusTrimmed when the status had to be shortened to fit the API server's limit.
     ///
     /// Reasons of `Validated`: ChecksPassed, ChecksSkipped, ChecksFailedWarn,
     /// SettingsInvalid, SpecInvalid, EncryptionContextInvalid, EncryptionConflict,
@@ -215,6 +216,9 @@ pub enum ConditionType {
     Failed,
     /// True only when the job completed, as GitOps health checks expect.
     Ready,
+    /// True when the API server refused the full status as too large, so the operator
+    /// wrote one without outputs, checks and long messages.
+    StatusTrimmed,
 }
 
 impl fmt::Display for ConditionType {
@@ -320,6 +324,9 @@ pub enum ConditionReason {
     JobNotFinished,
     /// The job ran longer than `activeDeadlineSeconds` and was canceled.
     DeadlineExceeded,
+    /// The API server refused the full status because the object would exceed its size
+    /// limit.
+    StatusTooLarge,
 }
 
 impl fmt::Display for ConditionReason {

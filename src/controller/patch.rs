@@ -7,7 +7,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::{Context, Error, MANAGER, Result};
-use crate::api::{MediaConvertJob, MediaConvertJobStatus};
+use crate::api::{ConditionType, MediaConvertJob, MediaConvertJobStatus};
 
 /// Writes `status` by server-side apply, unless it equals the object's status.
 ///
@@ -23,6 +23,46 @@ pub async fn write_status(
     if job.status.as_ref() == Some(status) {
         return Ok(false);
     }
+    // A full status that fits again ends an earlier trimming.
+    let mut full = status.clone();
+    let trimmed_type = ConditionType::StatusTrimmed.to_string();
+    full.conditions
+        .retain(|condition| condition.type_ != trimmed_type);
+    match apply_status(api, job, &full, precondition).await {
+        Err(error) if is_too_large(&error) => {
+            // Retrying the same patch would fail the same way, forever. A status without
+            // outputs and checks keeps what the operator needs to follow the job.
+            tracing::warn!(%error, "Status too large for the API server; writing a trimmed status");
+            let trimmed = super::status::trimmed(status, job.metadata.generation);
+            apply_status(api, job, &trimmed, precondition).await
+        }
+        result => result,
+    }
+    .map_err(|source| Error::WriteStatus {
+        name: job.name_any(),
+        source,
+    })?;
+    Ok(true)
+}
+
+/// Reports whether the API server rejected a write because the object would be too large.
+/// It returns 413 for a request body over its own limit. etcd's rejection reaches the
+/// client as a 500 in kube-apiserver 1.36, and only its message names the cause.
+fn is_too_large(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => {
+            status.code == 413 || status.message.contains("request is too large")
+        }
+        _ => false,
+    }
+}
+
+async fn apply_status(
+    api: &Api<MediaConvertJob>,
+    job: &MediaConvertJob,
+    status: &MediaConvertJobStatus,
+    precondition: bool,
+) -> Result<(), kube::Error> {
     let mut metadata = json!({"name": job.name_any()});
     if precondition {
         metadata["resourceVersion"] = json!(job.resource_version());
@@ -38,12 +78,8 @@ pub async fn write_status(
         &PatchParams::apply(MANAGER).force(),
         &Patch::Apply(&body),
     )
-    .await
-    .map_err(|source| Error::WriteStatus {
-        name: job.name_any(),
-        source,
-    })?;
-    Ok(true)
+    .await?;
+    Ok(())
 }
 
 /// Current time as a Kubernetes timestamp.

@@ -13,16 +13,56 @@ pub const MAX_MESSAGE_BYTES: usize = 1024;
 /// Longest `outputs` list kept in status; the rest is summarized by a count entry.
 pub const MAX_OUTPUTS: usize = 100;
 
+/// Bytes of output paths kept in status. S3 keys may be 1 KiB long, so the entry count
+/// alone would let a large job's status grow to 100 KiB.
+pub const MAX_OUTPUTS_BYTES: usize = 16 * 1024;
+
 /// Truncates `message` to [`MAX_MESSAGE_BYTES`] on a character boundary, with a marker.
 pub fn bounded(message: &str) -> String {
-    if message.len() <= MAX_MESSAGE_BYTES {
+    truncated(message, MAX_MESSAGE_BYTES)
+}
+
+/// Truncates `message` to `max_bytes` on a character boundary, ending it with a marker.
+fn truncated(message: &str, max_bytes: usize) -> String {
+    if message.len() <= max_bytes {
         return message.to_string();
     }
-    let mut end = MAX_MESSAGE_BYTES - 16;
+    let mut end = max_bytes - 16;
     while !message.is_char_boundary(end) {
         end -= 1;
     }
     format!("{} [truncated]", &message[..end])
+}
+
+/// Maximum length of a condition message in a trimmed status, in bytes.
+const TRIMMED_MESSAGE_BYTES: usize = 256;
+
+/// Returns the part of `status` that must survive when the API server refuses the whole
+/// as too large: phase, submission token, job identity and times, and conditions with
+/// short messages. Outputs and check results are left out, and a `StatusTrimmed`
+/// condition records that.
+pub fn trimmed(status: &MediaConvertJobStatus, generation: Option<i64>) -> MediaConvertJobStatus {
+    let mut trimmed = MediaConvertJobStatus {
+        outputs: Vec::new(),
+        validation: None,
+        error_message: status
+            .error_message
+            .as_deref()
+            .map(|message| truncated(message, TRIMMED_MESSAGE_BYTES)),
+        ..status.clone()
+    };
+    for condition in &mut trimmed.conditions {
+        condition.message = truncated(&condition.message, TRIMMED_MESSAGE_BYTES);
+    }
+    set_condition(
+        &mut trimmed.conditions,
+        ConditionType::StatusTrimmed,
+        true,
+        ConditionReason::StatusTooLarge,
+        "the API server refused the full status as too large, so outputs, check results and long messages are left out; the object's spec leaves too little room, see the operator log and Events",
+        generation,
+    );
+    trimmed
 }
 
 /// Sets a condition, keeping `lastTransitionTime` when its status did not change.
@@ -190,12 +230,23 @@ pub fn apply_snapshot(
     set_outcome_conditions(status, phase, reason, &message, generation);
 }
 
+/// Keeps the first paths within [`MAX_OUTPUTS`] entries and [`MAX_OUTPUTS_BYTES`], and
+/// ends a shortened list with an entry that counts the paths left out.
 fn bounded_outputs(paths: &[String]) -> Vec<String> {
-    if paths.len() <= MAX_OUTPUTS {
+    let total: usize = paths.iter().map(String::len).sum();
+    if paths.len() <= MAX_OUTPUTS && total <= MAX_OUTPUTS_BYTES {
         return paths.to_vec();
     }
-    let mut outputs = paths[..MAX_OUTPUTS - 1].to_vec();
-    outputs.push(format!("... and {} more", paths.len() - (MAX_OUTPUTS - 1)));
+    let mut outputs = Vec::new();
+    let mut bytes = 0;
+    for path in paths.iter().take(MAX_OUTPUTS - 1) {
+        bytes += path.len();
+        if bytes > MAX_OUTPUTS_BYTES {
+            break;
+        }
+        outputs.push(path.clone());
+    }
+    outputs.push(format!("... and {} more", paths.len() - outputs.len()));
     outputs
 }
 
@@ -260,6 +311,41 @@ mod tests {
         let truncated = bounded(&message);
         assert!(truncated.len() <= MAX_MESSAGE_BYTES);
         assert!(truncated.ends_with("[truncated]"));
+    }
+
+    #[test]
+    fn trimmed_status_keeps_job_identity() {
+        let mut job = snapshot("COMPLETE");
+        job.output_paths = (0..50).map(|i| format!("s3://b/{i}.mp4")).collect();
+        job.error_message = Some("x".repeat(2000));
+        let mut status = MediaConvertJobStatus {
+            submission_token: Some("token".into()),
+            ..MediaConvertJobStatus::default()
+        };
+        apply_snapshot(&mut status, &job, Some(3));
+        let small = trimmed(&status, Some(3));
+        assert_eq!(small.job_id, status.job_id);
+        assert_eq!(small.phase, Some(JobPhase::Complete));
+        assert_eq!(small.submission_token.as_deref(), Some("token"));
+        assert!(small.outputs.is_empty());
+        assert!(small.error_message.as_ref().unwrap().len() <= TRIMMED_MESSAGE_BYTES);
+        let trimmed_condition = condition(&small, "StatusTrimmed");
+        assert_eq!(trimmed_condition.status, "True");
+        assert_eq!(trimmed_condition.reason, "StatusTooLarge");
+        assert_eq!(condition(&small, "Ready").status, "True");
+    }
+
+    #[test]
+    fn long_outputs_capped_by_bytes() {
+        let long = "k".repeat(1000);
+        let paths: Vec<String> = (0..300).map(|i| format!("s3://b/{i}{long}.mp4")).collect();
+        let outputs = bounded_outputs(&paths);
+        let kept = outputs.len() - 1;
+        assert!(kept < 20, "{kept} paths kept");
+        let bytes: usize = outputs.iter().map(String::len).sum();
+        assert!(bytes <= MAX_OUTPUTS_BYTES + 32, "{bytes} bytes kept");
+        assert_eq!(outputs[..kept], paths[..kept]);
+        assert_eq!(outputs[kept], format!("... and {} more", 300 - kept));
     }
 
     #[test]
