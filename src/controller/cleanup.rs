@@ -33,14 +33,21 @@ pub async fn cleanup(job: &MediaConvertJob, context: &Context) -> Result<Action>
     }
 
     let region = status.region_or(context.checker.region_of(&job.spec));
-    let outcome = context
-        .mediaconvert
-        .cancel_job(&region, job_id)
-        .await
-        .map_err(|source| Error::MediaConvert {
-            name: job.name_any(),
-            source,
-        })?;
+    let outcome = match context.mediaconvert.cancel_job(&region, job_id).await {
+        Ok(outcome) => outcome,
+        Err(source) => {
+            // The resource stays until the cancel succeeds, and its Events tell the user
+            // why. Repeats of the same note become one Event series.
+            let note = format!(
+                "Failed to cancel MediaConvert job {job_id}: {source}; the operator retries with backoff and deletes the resource once the cancel succeeds"
+            );
+            publish(context, job, true, "CancelFailed", note).await;
+            return Err(Error::MediaConvert {
+                name: job.name_any(),
+                source,
+            });
+        }
+    };
     let note = match outcome {
         CancelOutcome::Canceled => format!("Canceled MediaConvert job {job_id}"),
         CancelOutcome::AlreadyFinished => format!("MediaConvert job {job_id} had already finished"),
