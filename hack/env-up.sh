@@ -317,6 +317,7 @@ write_env_file() {
         export_line MCO_ENV_DIR "$MCO_ENV_DIR"
         export_line KUBECONFIG "$KUBECONFIG_FILE"
         export_line MCO_KUBE_BIN_DIR "$KUBE_BIN_DIR"
+        export_line MCO_ETCD_BIN_DIR "$ETCD_BIN_DIR"
         export_line MCO_FAKECLOUD_URL "$FAKECLOUD_URL"
         export_line MCO_PROXY_URL "$PROXY_URL"
         export_line AWS_ENDPOINT_URL "$PROXY_URL"

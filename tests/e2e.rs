@@ -184,8 +184,16 @@ async fn error_job_reports_code() {
     let status = failed.status.clone().unwrap();
     assert_eq!(status.error_code, Some(1401));
     assert!(status.error_message.unwrap().contains("Unable to write"));
-    assert_eq!(condition(&failed, "Failed").status, "True");
-    assert_eq!(condition(&failed, "Failed").reason, "JobError");
+    let failed_condition = condition(&failed, "Failed");
+    assert_eq!(failed_condition.status, "True");
+    assert_eq!(failed_condition.reason, "JobError");
+    for fact in ["1401", "Unable to write to output file"] {
+        assert!(
+            failed_condition.message.contains(fact),
+            "{}",
+            failed_condition.message
+        );
+    }
     assert_eq!(condition(&failed, "Ready").status, "False");
 }
 

@@ -2,6 +2,8 @@
 //! emulator proxy started by `hack/env-up.sh`.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -22,7 +24,7 @@ pub struct Env {
     pub fakecloud_url: String,
 }
 
-fn required_var(name: &str) -> String {
+pub fn required_var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set; run the tests with `make test`, which starts the local API server and AWS emulator")
     })
@@ -115,6 +117,13 @@ impl Drop for TestNamespace {
     }
 }
 
+/// Access key ID of the operator of `namespace`. fakecloud treats every key starting with
+/// `test` as the account root, and the emulator proxy can fault and count the calls signed
+/// with one key, so each test's AWS traffic is told apart from that of tests beside it.
+pub fn access_key(namespace: &str) -> String {
+    format!("test-{namespace}")
+}
+
 /// The operator binary running as a local process for one namespace, killed when dropped.
 pub struct Operator {
     child: Child,
@@ -127,10 +136,21 @@ impl Operator {
     }
 
     pub fn start_with(namespace: &str, extra_args: &[&str]) -> Self {
+        let kubeconfig = required_var("KUBECONFIG");
+        Self::start_against(namespace, &kubeconfig, extra_args)
+    }
+
+    /// Starts an operator for `namespace` on the API server of `kubeconfig`. A restarted
+    /// operator appends to the same log.
+    pub fn start_against(namespace: &str, kubeconfig: &str, extra_args: &[&str]) -> Self {
         let log_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("operator-logs");
         std::fs::create_dir_all(&log_dir).expect("failed to create log dir");
         let log = log_dir.join(format!("{namespace}.log"));
-        let log_file = std::fs::File::create(&log).expect("failed to create log file");
+        let log_file = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("failed to open log file");
         let child = Command::new(env!("CARGO_BIN_EXE_mediaconvert-operator"))
             .args([
                 "run",
@@ -145,6 +165,8 @@ impl Operator {
             ])
             .args(extra_args)
             .env("AWS_ENDPOINT_URL", required_var("MCO_PROXY_URL"))
+            .env("AWS_ACCESS_KEY_ID", access_key(namespace))
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,mediaconvert_operator=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -158,6 +180,11 @@ impl Operator {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Reports whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     pub fn log_text(&self) -> String {
@@ -241,18 +268,57 @@ impl Proxy {
             .unwrap_or_else(|| panic!("proxy has no job {id}"))
     }
 
+    /// Appends a fault rule that applies to every AWS call of the operator of `namespace`,
+    /// whatever the operation.
+    pub async fn fault_operator(&self, namespace: &str, mut rule: Value) {
+        rule["accessKeyId"] = json!(access_key(namespace));
+        self.post("faults/rules", &rule).await;
+    }
+
     /// Returns how often the fault rules of `namespace` fired, summed.
     pub async fn faults_fired(&self, namespace: &str) -> u64 {
         let view = self.get("faults").await;
+        let key = access_key(namespace);
         view["rules"]
             .as_array()
             .into_iter()
             .flatten()
             .filter(|rule| {
                 rule["userMetadata"]["mediaconvert.operators.dev/namespace"] == namespace
+                    || rule["accessKeyId"] == key.as_str()
             })
             .filter_map(|rule| rule["fired"].as_u64())
             .sum()
+    }
+
+    /// Returns the AWS calls of the operator of `namespace` by `service:Operation`,
+    /// including those a fault answered.
+    pub async fn calls_of(&self, namespace: &str) -> Value {
+        let key = access_key(namespace);
+        self.get(&format!("calls?accessKeyId={key}")).await
+    }
+
+    /// Returns how often the operator of `namespace` called `operation`.
+    pub async fn call_count(&self, namespace: &str, operation: &str) -> u64 {
+        self.calls_of(namespace).await[operation]
+            .as_u64()
+            .unwrap_or_default()
+    }
+}
+
+/// Waits until `check` returns true, polling it.
+pub async fn wait_until<F, Fut>(expected: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -405,6 +471,11 @@ impl Setup {
 
 /// Starts an operator for a fresh namespace whose jobs follow `timeline`.
 pub async fn setup(prefix: &str, timeline: Value) -> Setup {
+    setup_with(prefix, timeline, &[]).await
+}
+
+/// Like [`setup`], with extra command-line arguments for the operator.
+pub async fn setup_with(prefix: &str, timeline: Value, operator_args: &[&str]) -> Setup {
     let env = Env::get().await;
     install_crd(&env.client).await;
     let seeded = env
@@ -417,7 +488,7 @@ pub async fn setup(prefix: &str, timeline: Value) -> Setup {
     env.proxy()
         .script_namespace(&namespace.name, timeline)
         .await;
-    let operator = Operator::start(&namespace.name);
+    let operator = Operator::start_with(&namespace.name, operator_args);
     Setup {
         env,
         namespace,
