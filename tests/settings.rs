@@ -227,6 +227,11 @@ fn strip_injected_encryption(settings: &mut Value) -> Vec<Value> {
 #[tokio::test]
 async fn console_export_arrives_field_for_field() {
     let setup = setup("roundtrip", timeline(300, complete())).await;
+    // The checks read the export's input object, so it must exist.
+    let aws = setup.env.aws().await;
+    aws.put_object("example-media-in", "feature.mov", "us-east-1")
+        .await
+        .expect("failed to upload the input");
     let api = setup.namespace.jobs();
     let export: Value =
         serde_json::from_str(include_str!("fixtures/console-export-abr.json")).unwrap();
