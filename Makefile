@@ -14,11 +14,12 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
-# Regenerate the CRD YAML from the Rust types.
+# Regenerate the CRD YAML from the Rust types, in crds/ and in the Helm chart.
 crds:
 	cargo run --quiet --locked -- crd > crds/mediaconvert.operators.dev_mediaconvertjobs.yaml
+	cp crds/mediaconvert.operators.dev_mediaconvertjobs.yaml charts/mediaconvert-operator/crds/
 
-# Build and cache etcd, kube-apiserver, kubectl and the fakecloud emulator.
+# Build and cache etcd, kube-apiserver, kubectl, helm, hadolint and the fakecloud emulator.
 tools:
 	bash hack/install-tools.sh
 

@@ -2,6 +2,9 @@
 //! emulator proxy started by `hack/env-up.sh`.
 #![allow(dead_code)]
 
+pub mod chart;
+pub mod scrape;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -113,31 +116,71 @@ impl Operator {
     }
 
     pub fn start_with(namespace: &str, extra_args: &[&str]) -> Self {
+        let mut args: Vec<String> = [
+            "run",
+            "--namespace",
+            namespace,
+            "--poll-interval-seconds",
+            "1",
+            "--retry-base-seconds",
+            "1",
+            "--retry-max-seconds",
+            "5",
+        ]
+        .iter()
+        .chain(extra_args)
+        .map(|arg| arg.to_string())
+        .collect();
+        args.extend(["--metrics-address".into(), "127.0.0.1:0".into()]);
+        Self::launch(namespace, &args, &[])
+    }
+
+    /// Starts the operator with exactly `args`, plus `envs`, logging to `LOG_NAME.log`.
+    pub fn launch(log_name: &str, args: &[String], envs: &[(&str, String)]) -> Self {
         let log_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("operator-logs");
         std::fs::create_dir_all(&log_dir).expect("failed to create log dir");
-        let log = log_dir.join(format!("{namespace}.log"));
+        let log = log_dir.join(format!("{log_name}.log"));
         let log_file = std::fs::File::create(&log).expect("failed to create log file");
         let child = Command::new(env!("CARGO_BIN_EXE_mediaconvert-operator"))
-            .args([
-                "run",
-                "--namespace",
-                namespace,
-                "--poll-interval-seconds",
-                "1",
-                "--retry-base-seconds",
-                "1",
-                "--retry-max-seconds",
-                "5",
-            ])
-            .args(extra_args)
+            .args(args)
             .env("AWS_ENDPOINT_URL", required_var("MCO_PROXY_URL"))
             .env("RUST_LOG", "info,mediaconvert_operator=debug")
+            .envs(envs.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
             .expect("failed to start the operator");
         Self { child, log }
+    }
+
+    /// Waits for the start-up log line and returns the base URL of the metrics server.
+    pub async fn metrics_url(&self) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let log = self.log_text();
+            let address = log
+                .lines()
+                .find(|line| line.contains("Serving metrics and probes"))
+                .and_then(|line| line.split("address=").nth(1))
+                .and_then(|rest| rest.split_whitespace().next());
+            if let Some(address) = address {
+                return format!("http://{address}");
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the operator did not start its metrics server; log:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Counts the log lines that contain `text`.
+    pub fn log_lines_with(&self, text: &str) -> usize {
+        self.log_text()
+            .lines()
+            .filter(|line| line.contains(text))
+            .count()
     }
 
     /// Stops the process at once, as a crash would.
