@@ -43,20 +43,21 @@ fn schema_rejects_invalid_namespace() {
     assert!(stderr.contains("/watchNamespaces/0"), "{stderr}");
 }
 
+/// Renders the chart as release `r` in namespace `ops`, optionally only one template.
+fn render(only: Option<&str>, sets: &[&str]) -> String {
+    let mut args = vec!["template", "r", CHART, "--namespace", "ops"];
+    if let Some(template) = only {
+        args.extend(["--show-only", template]);
+    }
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    chart::run(&chart::helm_bin(), &args)
+}
+
 #[test]
 fn namespaced_mode_renders_no_cluster_role() {
-    let rendered = chart::run(
-        &chart::helm_bin(),
-        &[
-            "template",
-            "r",
-            CHART,
-            "--namespace",
-            "ops",
-            "--set",
-            "watchNamespaces={a,b}",
-        ],
-    );
+    let rendered = render(None, &["watchNamespaces={a,b}"]);
     assert!(!rendered.contains("kind: ClusterRole"), "{rendered}");
     assert!(rendered.contains("--namespace=a,b"), "{rendered}");
     let roles = rendered
@@ -143,18 +144,8 @@ async fn pod_template_passes_restricted_profile() {
 
 #[tokio::test]
 async fn installed_chart_runs_job_as_service_account() {
-    let env = Env::get().await;
-    install_crd(&env.client).await;
-    env.aws()
-        .await
-        .seed_default()
-        .await
-        .expect("failed to seed AWS state");
-    let namespace = TestNamespace::create(&env.client, "helm").await;
+    let (env, namespace, _) = prepare("helm", timeline(500, complete())).await;
     let ns = namespace.name.as_str();
-    env.proxy()
-        .script_namespace(ns, timeline(500, complete()))
-        .await;
 
     let watch = format!("watchNamespaces={{{ns}}}");
     let mut sets = vec![watch.as_str(), "replicaCount=1"];

@@ -116,6 +116,17 @@ impl Operator {
     }
 
     pub fn start_with(namespace: &str, extra_args: &[&str]) -> Self {
+        Self::start_named(namespace, namespace, extra_args, &[])
+    }
+
+    /// Starts the operator for `namespace` with the test settings plus `extra_args` and
+    /// `envs`, logging to `LOG_NAME.log`.
+    pub fn start_named(
+        log_name: &str,
+        namespace: &str,
+        extra_args: &[&str],
+        envs: &[(&str, String)],
+    ) -> Self {
         let mut args: Vec<String> = [
             "run",
             "--namespace",
@@ -132,7 +143,7 @@ impl Operator {
         .map(|arg| arg.to_string())
         .collect();
         args.extend(["--metrics-address".into(), "127.0.0.1:0".into()]);
-        Self::launch(namespace, &args, &[])
+        Self::launch(log_name, &args, envs)
     }
 
     /// Starts the operator with exactly `args`, plus `envs`, logging to `LOG_NAME.log`.
@@ -432,8 +443,9 @@ impl Setup {
     }
 }
 
-/// Starts an operator for a fresh namespace whose jobs follow `timeline`.
-pub async fn setup(prefix: &str, timeline: Value) -> Setup {
+/// Installs the CRD, seeds AWS and creates a fresh namespace whose jobs follow
+/// `timeline`, without starting an operator.
+pub async fn prepare(prefix: &str, timeline: Value) -> (Env, TestNamespace, aws_fixtures::Seeded) {
     let env = Env::get().await;
     install_crd(&env.client).await;
     let seeded = env
@@ -446,6 +458,12 @@ pub async fn setup(prefix: &str, timeline: Value) -> Setup {
     env.proxy()
         .script_namespace(&namespace.name, timeline)
         .await;
+    (env, namespace, seeded)
+}
+
+/// Starts an operator for a fresh namespace whose jobs follow `timeline`.
+pub async fn setup(prefix: &str, timeline: Value) -> Setup {
+    let (env, namespace, seeded) = prepare(prefix, timeline).await;
     let operator = Operator::start(&namespace.name);
     Setup {
         env,
