@@ -1,5 +1,5 @@
 # Task runner: CI and developers call the same targets.
-.PHONY: demo test lint crds tools env-up env-down
+.PHONY: demo test lint crds image-check tools env-up env-down
 
 # Start the local API server and AWS emulator, run the operator and apply examples/.
 demo:
@@ -18,6 +18,10 @@ lint:
 crds:
 	cargo run --quiet --locked -- crd > crds/mediaconvert.operators.dev_mediaconvertjobs.yaml
 	cp crds/mediaconvert.operators.dev_mediaconvertjobs.yaml charts/mediaconvert-operator/crds/
+
+# Lint the Dockerfile and run its build stage without Docker.
+image-check:
+	bash hack/check-image.sh
 
 # Build and cache etcd, kube-apiserver, kubectl, helm, hadolint and the fakecloud emulator.
 tools:
