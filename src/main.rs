@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller against the cluster of the current kubeconfig or service account.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the MediaConvertJob CustomResourceDefinition as YAML.
     Crd,
 }
@@ -110,7 +110,7 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", mediaconvert_operator::crd_yaml());
             Ok(())
         }
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
     }
 }
 
