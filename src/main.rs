@@ -1,5 +1,6 @@
 #![forbid(unsafe_code)]
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,6 +8,10 @@ use clap::{Parser, Subcommand};
 use mediaconvert_operator::aws::limits::{RateLimits, ServiceRate};
 use mediaconvert_operator::aws::{IamClient, KmsClient, MediaConvertClient, S3Client};
 use mediaconvert_operator::controller::{self, Context};
+use mediaconvert_operator::health::Health;
+use mediaconvert_operator::leader::{self, Elector, LeaderElectionArgs, LeaseConfig};
+use mediaconvert_operator::metrics::Metrics;
+use mediaconvert_operator::server;
 use mediaconvert_operator::telemetry::{self, LogFormat};
 use mediaconvert_operator::validate::{CacheSettings, CachedAws, Checker};
 
@@ -21,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller against the cluster of the current kubeconfig or service account.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the MediaConvertJob CustomResourceDefinition as YAML.
     Crd,
 }
@@ -32,9 +37,15 @@ struct RunArgs {
     #[arg(long, env = "MCO_DEFAULT_REGION", default_value = "us-east-1")]
     default_region: String,
 
-    /// Watch only this namespace; all namespaces when unset.
-    #[arg(long, env = "MCO_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch only these namespaces (repeat the flag or separate with commas); all
+    /// namespaces when unset.
+    #[arg(
+        long = "namespace",
+        env = "MCO_NAMESPACE",
+        value_delimiter = ',',
+        value_parser = parse_namespace
+    )]
+    namespaces: Vec<String>,
 
     /// Seconds between reads of a queued or running job.
     #[arg(long, env = "MCO_POLL_INTERVAL_SECONDS", default_value_t = 15)]
@@ -82,6 +93,33 @@ struct RunArgs {
     /// Log format.
     #[arg(long, env = "MCO_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+
+    /// Address of the HTTP server for /metrics, /healthz and /readyz; port 0 picks a free
+    /// port, which the start-up log line shows.
+    #[arg(long, env = "MCO_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+    metrics_address: SocketAddr,
+
+    #[command(flatten)]
+    leader_election: LeaderElectionArgs,
+}
+
+/// Accepts a namespace name: a DNS label of at most 63 lowercase letters, digits and
+/// hyphens that starts and ends with a letter or digit.
+fn parse_namespace(value: &str) -> Result<String, String> {
+    let valid = !value.is_empty()
+        && value.len() <= 63
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !value.starts_with('-')
+        && !value.ends_with('-');
+    if valid {
+        Ok(value.to_string())
+    } else {
+        Err(format!(
+            "'{value}' is not a namespace name; use at most 63 lowercase letters, digits and hyphens, starting and ending with a letter or digit"
+        ))
+    }
 }
 
 #[tokio::main]
@@ -92,7 +130,7 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", mediaconvert_operator::crd_yaml());
             Ok(())
         }
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
     }
 }
 
@@ -110,6 +148,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .build();
     let aws = aws_config::from_env().timeout_config(timeouts).load().await;
     let client = kube::Client::try_default().await?;
+
+    let leader_election = args.leader_election.leader_election;
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::new(leader_election));
+    let listener = server::bind(args.metrics_address).await?;
+    tracing::info!(address = %listener.local_addr()?, "Serving metrics and probes");
+    tokio::spawn(server::serve(listener, metrics.clone(), health.clone()));
 
     let cache = CacheSettings {
         ttl: Duration::from_secs(args.validation_cache_seconds),
@@ -129,14 +174,24 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         retry_max: Duration::from_secs(args.retry_max_seconds.max(1)),
         concurrency: args.concurrency.max(1),
     };
-    let context = Arc::new(Context::new(
-        client,
+    let context = Context::new(
+        client.clone(),
         Arc::new(MediaConvertClient::new(aws).with_limits(limits)),
         checker,
         settings,
-    ));
-    tracing::info!(default_region = %args.default_region, namespace = ?args.namespace, "Starting controller");
-    controller::run(context, args.namespace).await;
+    )
+    .with_telemetry(metrics.clone(), health.clone());
+    let controller = controller::run(Arc::new(context), args.namespaces.clone());
+    tracing::info!(default_region = %args.default_region, namespaces = ?args.namespaces, leader_election, "Starting controller");
+
+    if leader_election {
+        let config = LeaseConfig::from_args(&args.leader_election, client.default_namespace())?;
+        let elector = Elector::new(client, config);
+        leader::lead(elector, &health, &metrics, controller).await?;
+    } else {
+        metrics.set_leader(true);
+        controller.await;
+    }
     tracing::info!("Controller stopped");
     Ok(())
 }

@@ -17,6 +17,20 @@ fn committed_crd_is_current() {
     );
 }
 
+#[test]
+fn chart_crd_matches_generated() {
+    let chart_path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/charts/mediaconvert-operator/crds/mediaconvert.operators.dev_mediaconvertjobs.yaml"
+    );
+    let in_chart = std::fs::read(chart_path).expect("the chart's CRD file is missing");
+    let committed = std::fs::read(CRD_PATH).expect("crds/ file is missing");
+    assert!(
+        in_chart == committed,
+        "{chart_path} differs from {CRD_PATH}; refresh both with `make crds`"
+    );
+}
+
 #[tokio::test]
 async fn api_server_accepts_crd() {
     let env = support::Env::get().await;

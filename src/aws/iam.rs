@@ -71,8 +71,16 @@ const IAM_REGION: &str = "global";
 impl IamClient {
     pub fn new(config: &aws_config::SdkConfig) -> Self {
         Self {
-            iam: aws_sdk_iam::Client::new(config),
-            sts: aws_sdk_sts::Client::new(config),
+            iam: aws_sdk_iam::Client::from_conf(
+                aws_sdk_iam::config::Builder::from(config)
+                    .interceptor(crate::metrics::AwsCallMetrics)
+                    .build(),
+            ),
+            sts: aws_sdk_sts::Client::from_conf(
+                aws_sdk_sts::config::Builder::from(config)
+                    .interceptor(crate::metrics::AwsCallMetrics)
+                    .build(),
+            ),
             limits: Arc::new(RateLimits::unlimited()),
         }
     }

@@ -70,6 +70,7 @@ impl KmsClient {
     fn client(&self, region: &str) -> aws_sdk_kms::Client {
         let config = aws_sdk_kms::config::Builder::from(&self.config)
             .region(aws_sdk_kms::config::Region::new(region.to_string()))
+            .interceptor(crate::metrics::AwsCallMetrics)
             .build();
         aws_sdk_kms::Client::from_conf(config)
     }

@@ -165,6 +165,7 @@ impl MediaConvertClient {
             .region(aws_sdk_mediaconvert::config::Region::new(
                 region.to_string(),
             ))
+            .interceptor(crate::metrics::AwsCallMetrics)
             .build();
         aws_sdk_mediaconvert::Client::from_conf(config)
     }

@@ -71,7 +71,9 @@ impl S3Client {
     fn build(config: &aws_config::SdkConfig, region: Option<&str>) -> aws_sdk_s3::Client {
         // Path-style addressing keeps bucket names out of host names, which emulators
         // and custom endpoints need; AWS accepts it for every bucket name it allows.
-        let mut builder = aws_sdk_s3::config::Builder::from(config).force_path_style(true);
+        let mut builder = aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(true)
+            .interceptor(crate::metrics::AwsCallMetrics);
         if let Some(region) = region {
             builder = builder.region(aws_sdk_s3::config::Region::new(region.to_string()));
         }

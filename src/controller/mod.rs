@@ -9,7 +9,7 @@ mod submit;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::runtime::controller::{
@@ -23,6 +23,8 @@ use thiserror::Error;
 
 use crate::api::MediaConvertJob;
 use crate::aws::{AwsError, ErrorClass, MediaConvert};
+use crate::health::Health;
+use crate::metrics::Metrics;
 use crate::validate::Checker;
 
 /// Finalizer that lets the operator cancel a running job before its resource goes away.
@@ -142,8 +144,13 @@ pub struct Context {
     pub checker: Checker,
     pub recorder: Recorder,
     pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
     /// Consecutive failures per object UID, for growing backoff that resets on success.
     failures: Mutex<HashMap<String, u32>>,
+    /// When an Event failure was last logged at warn level, and how many were logged at
+    /// debug level since, so that a denied Event permission does not flood the log.
+    event_failures: Mutex<(Option<Instant>, u64)>,
 }
 
 impl Context {
@@ -163,8 +170,37 @@ impl Context {
             mediaconvert,
             checker,
             settings,
+            metrics: Arc::default(),
+            health: Arc::new(Health::new(false)),
             failures: Mutex::default(),
+            event_failures: Mutex::default(),
         }
+    }
+
+    /// Replaces the metrics and health state, which the HTTP server also reads.
+    pub fn with_telemetry(self, metrics: Arc<Metrics>, health: Arc<Health>) -> Self {
+        Self {
+            metrics,
+            health,
+            ..self
+        }
+    }
+
+    /// Counts an Event that could not be published. Returns the number of failures since
+    /// the last one logged at warn level when this one should be logged at warn level too,
+    /// which happens at most once per [`EVENT_FAILURE_LOG_INTERVAL`].
+    fn event_failed(&self) -> Option<u64> {
+        let mut state = self
+            .event_failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (last_warned, suppressed) = &mut *state;
+        if last_warned.is_some_and(|at| at.elapsed() < EVENT_FAILURE_LOG_INTERVAL) {
+            *suppressed += 1;
+            return None;
+        }
+        *last_warned = Some(Instant::now());
+        Some(std::mem::take(suppressed))
     }
 
     /// Delay before the next retry of `uid`, growing with each consecutive failure.
@@ -193,6 +229,9 @@ impl Context {
     }
 }
 
+/// Shortest time between two warnings about Events that could not be published.
+const EVENT_FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Adds up to 10 % of random delay so that many objects failing together do not retry
 /// in lockstep.
 fn jitter(delay: Duration) -> Duration {
@@ -204,18 +243,36 @@ fn jitter(delay: Duration) -> Duration {
     delay + Duration::from_millis(random)
 }
 
-/// Runs the controller until the process receives a shutdown signal.
-pub async fn run(context: Arc<Context>, namespace: Option<String>) {
-    let jobs: Api<MediaConvertJob> = match &namespace {
-        Some(namespace) => Api::namespaced(context.client.clone(), namespace),
-        None => Api::all(context.client.clone()),
+/// Runs the controller until the process receives a shutdown signal. An empty
+/// `namespaces` watches every namespace; otherwise each listed namespace gets a watch and
+/// a controller of its own, since one watch cannot span a chosen set of namespaces.
+pub async fn run(context: Arc<Context>, namespaces: Vec<String>) {
+    let apis: Vec<Api<MediaConvertJob>> = if namespaces.is_empty() {
+        vec![Api::all(context.client.clone())]
+    } else {
+        namespaces
+            .iter()
+            .map(|namespace| Api::namespaced(context.client.clone(), namespace))
+            .collect()
     };
+    futures::future::join_all(apis.into_iter().map(|jobs| watch(jobs, context.clone()))).await;
+}
+
+/// Runs one controller over the resources that `jobs` lists.
+async fn watch(jobs: Api<MediaConvertJob>, context: Arc<Context>) {
     let config = ControllerConfig::default().concurrency(context.settings.concurrency);
+    let watch_health = context.health.register_watch();
     // Only spec edits (generation) and finalizer changes start a reconcile. The operator's
     // own status writes do not, so a status patch never feeds back into another pass.
     // Requeues drive the polling of running jobs instead.
     let (reader, writer) = reflector::store();
+    context.metrics.watch_store(reader.clone());
     let changes = watcher(jobs, watcher::Config::default().any_semantic())
+        .inspect(move |event| match event {
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+            Ok(_) => watch_health.record(true),
+            Err(_) => watch_health.record(false),
+        })
         .default_backoff()
         .reflect(writer)
         .applied_objects()
@@ -247,8 +304,9 @@ async fn reconcile(job: Arc<MediaConvertJob>, context: Arc<Context>) -> Result<A
     let namespace = job.namespace().unwrap_or_default();
     let api: Api<MediaConvertJob> = Api::namespaced(context.client.clone(), &namespace);
     let name = job.name_any();
+    let _timer = context.metrics.reconcile_started();
 
-    finalizer::finalizer(&api, FINALIZER, job, |event| async {
+    let result = finalizer::finalizer(&api, FINALIZER, job, |event| async {
         match event {
             FinalizerEvent::Apply(job) => apply(&job, &api, &context).await,
             FinalizerEvent::Cleanup(job) => cleanup::cleanup(&job, &context).await,
@@ -258,7 +316,10 @@ async fn reconcile(job: Arc<MediaConvertJob>, context: Arc<Context>) -> Result<A
     .map_err(|source| Error::Finalizer {
         name,
         source: Box::new(source),
-    })
+    });
+    let error_category = result.as_ref().err().map(Error::category);
+    context.metrics.reconcile_finished(error_category);
+    result
 }
 
 /// Follows a submitted job, or validates and submits a new one.

@@ -108,6 +108,11 @@ pub async fn publish(
         secondary: None,
     };
     if let Err(error) = context.recorder.publish(&event, &job.object_ref(&())).await {
-        tracing::warn!(%error, reason, "Failed to publish Event");
+        match context.event_failed() {
+            Some(suppressed) => {
+                tracing::warn!(%error, reason, suppressed, "Failed to publish Event; further failures within a minute are logged at debug level")
+            }
+            None => tracing::debug!(%error, reason, "Failed to publish Event"),
+        }
     }
 }

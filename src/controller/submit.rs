@@ -198,6 +198,9 @@ async fn reject(
 ) -> Result<Action> {
     let generation = job.metadata.generation;
     let previous_reason = condition_reason(job, ConditionType::Validated);
+    context
+        .metrics
+        .validation_failed(&finding.reason.to_string());
     let mut finding = finding;
     if retry && !SPEC_REASONS.contains(&finding.reason) {
         finding.message.push_str(

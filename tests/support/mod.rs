@@ -2,7 +2,9 @@
 //! emulator proxy started by `hack/env-up.sh`.
 #![allow(dead_code)]
 
+pub mod chart;
 pub mod cluster;
+pub mod scrape;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -136,44 +138,99 @@ impl Operator {
     }
 
     pub fn start_with(namespace: &str, extra_args: &[&str]) -> Self {
-        let kubeconfig = required_var("KUBECONFIG");
-        Self::start_against(namespace, &kubeconfig, extra_args)
+        Self::start_named(namespace, namespace, extra_args, &[])
     }
 
     /// Starts an operator for `namespace` on the API server of `kubeconfig`. A restarted
     /// operator appends to the same log.
     pub fn start_against(namespace: &str, kubeconfig: &str, extra_args: &[&str]) -> Self {
+        let envs = [("KUBECONFIG", kubeconfig.to_string())];
+        Self::start_named(namespace, namespace, extra_args, &envs)
+    }
+
+    /// Starts the operator for `namespace` with the test settings plus `extra_args` and
+    /// `envs`, logging to `LOG_NAME.log`.
+    pub fn start_named(
+        log_name: &str,
+        namespace: &str,
+        extra_args: &[&str],
+        envs: &[(&str, String)],
+    ) -> Self {
+        let mut args: Vec<String> = [
+            "run",
+            "--namespace",
+            namespace,
+            "--poll-interval-seconds",
+            "1",
+            "--retry-base-seconds",
+            "1",
+            "--retry-max-seconds",
+            "5",
+        ]
+        .iter()
+        .chain(extra_args)
+        .map(|arg| arg.to_string())
+        .collect();
+        args.extend(["--metrics-address".into(), "127.0.0.1:0".into()]);
+        let mut envs = envs.to_vec();
+        envs.insert(0, ("AWS_ACCESS_KEY_ID", access_key(namespace)));
+        Self::launch(log_name, &args, &envs)
+    }
+
+    /// Starts the operator with exactly `args`, plus `envs`, logging to `LOG_NAME.log`.
+    /// The operator uses the shared API server unless `envs` names another `KUBECONFIG`,
+    /// and a restarted operator appends to the same log.
+    pub fn launch(log_name: &str, args: &[String], envs: &[(&str, String)]) -> Self {
         let log_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("operator-logs");
         std::fs::create_dir_all(&log_dir).expect("failed to create log dir");
-        let log = log_dir.join(format!("{namespace}.log"));
+        let log = log_dir.join(format!("{log_name}.log"));
         let log_file = std::fs::File::options()
             .create(true)
             .append(true)
             .open(&log)
             .expect("failed to open log file");
         let child = Command::new(env!("CARGO_BIN_EXE_mediaconvert-operator"))
-            .args([
-                "run",
-                "--namespace",
-                namespace,
-                "--poll-interval-seconds",
-                "1",
-                "--retry-base-seconds",
-                "1",
-                "--retry-max-seconds",
-                "5",
-            ])
-            .args(extra_args)
+            .args(args)
             .env("AWS_ENDPOINT_URL", required_var("MCO_PROXY_URL"))
-            .env("AWS_ACCESS_KEY_ID", access_key(namespace))
-            .env("KUBECONFIG", kubeconfig)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("KUBECONFIG", required_var("KUBECONFIG"))
             .env("RUST_LOG", "info,mediaconvert_operator=debug")
+            .envs(envs.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
             .expect("failed to start the operator");
         Self { child, log }
+    }
+
+    /// Waits for the start-up log line and returns the base URL of the metrics server.
+    pub async fn metrics_url(&self) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let log = self.log_text();
+            let address = log
+                .lines()
+                .find(|line| line.contains("Serving metrics and probes"))
+                .and_then(|line| line.split("address=").nth(1))
+                .and_then(|rest| rest.split_whitespace().next());
+            if let Some(address) = address {
+                return format!("http://{address}");
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the operator did not start its metrics server; log:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Counts the log lines that contain `text`.
+    pub fn log_lines_with(&self, text: &str) -> usize {
+        self.log_text()
+            .lines()
+            .filter(|line| line.contains(text))
+            .count()
     }
 
     /// Stops the process at once, as a crash would.
@@ -469,13 +526,9 @@ impl Setup {
     }
 }
 
-/// Starts an operator for a fresh namespace whose jobs follow `timeline`.
-pub async fn setup(prefix: &str, timeline: Value) -> Setup {
-    setup_with(prefix, timeline, &[]).await
-}
-
-/// Like [`setup`], with extra command-line arguments for the operator.
-pub async fn setup_with(prefix: &str, timeline: Value, operator_args: &[&str]) -> Setup {
+/// Installs the CRD, seeds AWS and creates a fresh namespace whose jobs follow
+/// `timeline`, without starting an operator.
+pub async fn prepare(prefix: &str, timeline: Value) -> (Env, TestNamespace, aws_fixtures::Seeded) {
     let env = Env::get().await;
     install_crd(&env.client).await;
     let seeded = env
@@ -488,6 +541,17 @@ pub async fn setup_with(prefix: &str, timeline: Value, operator_args: &[&str]) -
     env.proxy()
         .script_namespace(&namespace.name, timeline)
         .await;
+    (env, namespace, seeded)
+}
+
+/// Starts an operator for a fresh namespace whose jobs follow `timeline`.
+pub async fn setup(prefix: &str, timeline: Value) -> Setup {
+    setup_with(prefix, timeline, &[]).await
+}
+
+/// Like [`setup`], with extra command-line arguments for the operator.
+pub async fn setup_with(prefix: &str, timeline: Value, operator_args: &[&str]) -> Setup {
+    let (env, namespace, seeded) = prepare(prefix, timeline).await;
     let operator = Operator::start_with(&namespace.name, operator_args);
     Setup {
         env,
