@@ -1,7 +1,7 @@
 //! Fault rules: injected errors, delays and withheld responses per operation.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -37,6 +37,10 @@ pub struct FaultRule {
     /// How many matching requests the rule fires on, or `None` for every one.
     #[serde(default)]
     pub times: Option<u32>,
+    /// Fires only on matching requests beyond this many in the last second, like a
+    /// service quota that throttles a burst.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub above_per_second: Option<u32>,
     /// Chance from 0 to 1 that the rule fires on a matching request, 1 when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probability: Option<f64>,
@@ -70,6 +74,37 @@ pub struct ActiveRule {
     /// Remaining firings, or `None` for unlimited.
     pub remaining: Option<u32>,
     pub fired: u64,
+    /// Arrival times of the matching requests of the last second, for `above_per_second`.
+    #[serde(skip)]
+    recent: VecDeque<Instant>,
+}
+
+impl ActiveRule {
+    fn new(rule: FaultRule) -> Self {
+        Self {
+            remaining: rule.times,
+            rule,
+            fired: 0,
+            recent: VecDeque::new(),
+        }
+    }
+
+    /// Records a matching request at `now` and reports whether it exceeds the rule's
+    /// rate. Rules without a rate always pass.
+    fn over_rate(&mut self, now: Instant) -> bool {
+        let Some(limit) = self.rule.above_per_second else {
+            return true;
+        };
+        while self
+            .recent
+            .front()
+            .is_some_and(|arrival| now.duration_since(*arrival) >= Duration::from_secs(1))
+        {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(now);
+        self.recent.len() > limit as usize
+    }
 }
 
 /// The error an injected fault returns.
@@ -121,26 +156,14 @@ impl FaultSet {
         for (index, rule) in config.rules.iter().enumerate() {
             validate(rule).map_err(|message| format!("rules[{index}]: {message}"))?;
         }
-        self.rules = config
-            .rules
-            .into_iter()
-            .map(|rule| ActiveRule {
-                remaining: rule.times,
-                rule,
-                fired: 0,
-            })
-            .collect();
+        self.rules = config.rules.into_iter().map(ActiveRule::new).collect();
         Ok(())
     }
 
     /// Appends one rule after the existing ones.
     pub fn add(&mut self, rule: FaultRule) -> Result<(), String> {
         validate(&rule)?;
-        self.rules.push(ActiveRule {
-            remaining: rule.times,
-            rule,
-            fired: 0,
-        });
+        self.rules.push(ActiveRule::new(rule));
         Ok(())
     }
 
@@ -161,11 +184,22 @@ impl FaultSet {
         &mut self,
         operation: &Operation,
         facts: &RequestFacts,
+        draw: impl FnMut(f64) -> bool,
+    ) -> Option<Fault> {
+        self.fire_at(operation, facts, draw, Instant::now())
+    }
+
+    /// Like [`FaultSet::fire_for`], for a request that arrived at `now`.
+    pub fn fire_at(
+        &mut self,
+        operation: &Operation,
+        facts: &RequestFacts,
         mut draw: impl FnMut(f64) -> bool,
+        now: Instant,
     ) -> Option<Fault> {
         let operation = operation.to_string();
-        let active = self.rules.iter_mut().find(|active| {
-            matches_operation(&active.rule.operation, &operation)
+        let active = self.rules.iter_mut().find_map(|active| {
+            let applies = matches_operation(&active.rule.operation, &operation)
                 && matches_metadata(&active.rule.user_metadata, &facts.user_metadata)
                 && active
                     .rule
@@ -173,7 +207,9 @@ impl FaultSet {
                     .as_ref()
                     .is_none_or(|expected| facts.access_key_id.as_ref() == Some(expected))
                 && active.remaining != Some(0)
-                && active.rule.probability.is_none_or(&mut draw)
+                && active.over_rate(now)
+                && active.rule.probability.is_none_or(&mut draw);
+            applies.then_some(active)
         })?;
         if let Some(remaining) = &mut active.remaining {
             *remaining -= 1;
@@ -434,6 +470,23 @@ mod tests {
             set.fire_for(&get, &signed_by(Some("test-a")), always)
                 .is_some()
         );
+    }
+
+    #[test]
+    fn rate_rule_fires_only_above_its_rate() {
+        let mut set = fault_set(json!([{
+            "operation": "mediaconvert:CreateJob", "status": 429, "abovePerSecond": 2,
+        }]));
+        let create = operation("mediaconvert", "CreateJob");
+        let facts = RequestFacts::default();
+        let start = Instant::now();
+        let at = |millis: u64| start + Duration::from_millis(millis);
+        assert!(set.fire_at(&create, &facts, always, at(0)).is_none());
+        assert!(set.fire_at(&create, &facts, always, at(100)).is_none());
+        assert!(set.fire_at(&create, &facts, always, at(200)).is_some());
+        // A second after the first two, the window holds only the third and this one.
+        assert!(set.fire_at(&create, &facts, always, at(1150)).is_none());
+        assert_eq!(set.rules()[0].fired, 1);
     }
 
     #[test]
