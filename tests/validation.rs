@@ -815,3 +815,42 @@ async fn key_disabled_after_submission_ends_error() {
     let jobs = setup.submitted_jobs().await;
     assert_eq!(jobs.len(), 1, "expected exactly one job, got {jobs:?}");
 }
+
+#[tokio::test]
+async fn denied_checks_unknown_naming_permission() {
+    let kit = Kit::new("operator-denied").await;
+    let key = kit.key().await;
+    let proxy = kit.setup.env.proxy();
+    for operation in ["iam:SimulatePrincipalPolicy", "s3:GetBucketPolicy"] {
+        let rule = json!({"operation": operation, "status": 403, "errorType": "AccessDenied",
+            "message": format!("not authorized to perform {operation}")});
+        proxy.fault_operator(&kit.setup.namespace.name, rule).await;
+    }
+
+    // Without the simulation the customer key cannot be proven usable, so Enforce blocks.
+    kit.submit("unproven", &kms(&key)).await;
+    let (job, check) = invalid_check(&kit.api(), "unproven", "RoleGrantsKms").await;
+    assert_eq!(check.status, CheckStatus::Unknown);
+    assert!(
+        check.message.contains("iam:SimulatePrincipalPolicy"),
+        "{}",
+        check.message
+    );
+    assert_eq!(condition(&job, "Validated").reason, "ValidationUnknown");
+    let policy = check_status(&job, "BucketPolicyAllowsWrite");
+    assert_eq!(policy, Some(CheckStatus::Unknown));
+    assert!(kit.setup.submitted_jobs().await.is_empty());
+
+    // With S3-managed keys nothing depends on the key, so the job runs and the undecided
+    // checks stay visible.
+    kit.submit("managed", "{type: S3}").await;
+    let done = kit.expect_complete_once("managed").await;
+    assert_eq!(
+        check_status(&done, "RoleGrantsS3"),
+        Some(CheckStatus::Unknown)
+    );
+    assert_eq!(
+        check_status(&done, "BucketPolicyAllowsWrite"),
+        Some(CheckStatus::Unknown)
+    );
+}
