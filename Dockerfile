@@ -14,6 +14,7 @@ COPY hack/build-image.sh hack/
 RUN hack/build-image.sh dependencies
 
 COPY src src
+COPY benches benches
 RUN hack/build-image.sh operator
 
 # glibc, libgcc and CA certificates, user 65532 (nonroot).
