@@ -63,11 +63,11 @@ struct RunArgs {
     #[arg(long, env = "MCO_CONCURRENCY", default_value_t = 8)]
     concurrency: u16,
 
-    /// Seconds an AWS answer of the pre-submission checks is reused by other jobs.
+    /// Seconds for which an AWS response of the pre-submission checks is reused by other jobs.
     #[arg(long, env = "MCO_VALIDATION_CACHE_SECONDS", default_value_t = 300)]
     validation_cache_seconds: u64,
 
-    /// Maximum number of AWS answers the pre-submission checks keep.
+    /// Maximum number of AWS responses the pre-submission checks keep.
     #[arg(long, env = "MCO_VALIDATION_CACHE_ENTRIES", default_value_t = 10_000)]
     validation_cache_entries: u64,
 

@@ -7,7 +7,7 @@ use support::*;
 
 const JOBS: usize = 8;
 
-/// A rule that answers `TooManyRequestsException` to this test's MediaConvert calls
+/// Builds a rule that returns `TooManyRequestsException` to this test's MediaConvert calls
 /// beyond `per_second` in any second.
 fn quota(per_second: u32) -> serde_json::Value {
     json!({"operation": "mediaconvert:*", "status": 429,

@@ -36,9 +36,9 @@ impl Service {
         }
     }
 
-    /// Requests per second allowed when no flag says otherwise. These are estimates kept
-    /// below the default AWS quotas of each service's busiest operation; raise them when
-    /// the account has higher quotas.
+    /// Requests per second allowed when no flag sets a rate. These are estimates kept
+    /// below the default AWS quotas of each service's busiest operation, so raise them
+    /// when the account has higher quotas.
     fn default_rate(self) -> u32 {
         match self {
             Service::MediaConvert => 10,

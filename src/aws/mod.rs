@@ -45,7 +45,7 @@ pub struct AwsError {
 }
 
 impl AwsError {
-    /// An error of the operator itself while handling AWS answers. It is retried like a
+    /// An error of the operator itself while handling AWS responses. It is retried like a
     /// transient failure.
     pub fn internal(message: &str) -> Self {
         Self {

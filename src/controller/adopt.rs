@@ -1,19 +1,19 @@
 //! Adoption: a resource annotated with an existing MediaConvert job id follows that job
 //! instead of submitting one, so running work can move under the operator.
 
+use kube::Resource;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::{Resource, ResourceExt};
 
 use super::patch::{publish, write_status};
 use super::status::{apply_snapshot, set_condition, set_outcome_conditions};
-use super::{Context, Error, Result};
+use super::{Context, Result};
 use crate::api::{ConditionReason, ConditionType, JobPhase, MediaConvertJob};
 
 /// Annotation naming the MediaConvert job a new resource adopts.
 pub const ADOPT_ANNOTATION: &str = "mediaconvert.operators.dev/adopt-job-id";
 
-/// Returns the job id the resource asks to adopt, if any.
+/// Returns the job id named by the adoption annotation, if any.
 pub fn requested_job_id(job: &MediaConvertJob) -> Option<&str> {
     job.meta()
         .annotations
@@ -33,14 +33,7 @@ pub async fn adopt(
     context: &Context,
 ) -> Result<Action> {
     let region = context.checker.region_of(&job.spec);
-    let snapshot = context
-        .mediaconvert
-        .get_job(&region, job_id)
-        .await
-        .map_err(|source| Error::MediaConvert {
-            name: job.name_any(),
-            source,
-        })?;
+    let snapshot = super::follow::read_job(job, &region, job_id, context).await?;
     let generation = job.metadata.generation;
     let mut status = job.status_or_default();
     status.observed_generation = generation;

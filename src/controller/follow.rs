@@ -14,6 +14,24 @@ use super::{Context, Error, Result};
 use crate::api::{ConditionReason, JobPhase, MediaConvertJob, MediaConvertJobStatus};
 use crate::aws::CancelOutcome;
 
+/// Reads job `job_id` of resource `job` with `GetJob`; `None` when MediaConvert does not
+/// know it.
+pub async fn read_job(
+    job: &MediaConvertJob,
+    region: &str,
+    job_id: &str,
+    context: &Context,
+) -> Result<Option<crate::aws::JobSnapshot>> {
+    context
+        .mediaconvert
+        .get_job(region, job_id)
+        .await
+        .map_err(|source| Error::MediaConvert {
+            name: job.name_any(),
+            source,
+        })
+}
+
 /// Reads the job from MediaConvert and mirrors it into status.
 pub async fn follow(
     job: &MediaConvertJob,
@@ -26,14 +44,7 @@ pub async fn follow(
         return expire(job, &old, api, context).await;
     }
     let region = old.region_or(context.checker.region_of(&job.spec));
-    let snapshot = context
-        .mediaconvert
-        .get_job(&region, job_id)
-        .await
-        .map_err(|source| Error::MediaConvert {
-            name: job.name_any(),
-            source,
-        })?;
+    let snapshot = read_job(job, &region, job_id, context).await?;
 
     let mut status = old.clone();
     status.observed_generation = job.metadata.generation;

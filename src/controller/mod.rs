@@ -244,8 +244,8 @@ fn jitter(delay: Duration) -> Duration {
 }
 
 /// Runs the controller until the process receives a shutdown signal. An empty
-/// `namespaces` watches every namespace; otherwise each listed namespace gets a watch and
-/// a controller of its own, since one watch cannot span a chosen set of namespaces.
+/// `namespaces` watches every namespace. Otherwise each listed namespace gets a watch and
+/// a controller of its own, because one watch cannot span a chosen set of namespaces.
 pub async fn run(context: Arc<Context>, namespaces: Vec<String>) {
     let apis: Vec<Api<MediaConvertJob>> = if namespaces.is_empty() {
         vec![Api::all(context.client.clone())]

@@ -107,8 +107,8 @@ pub async fn validate_and_submit(
     }
 }
 
-/// Oldest cached AWS answer the checks may use. After a failed or undecided run only
-/// answers fetched since then count, so a fix in IAM or KMS shows on the next retry.
+/// Oldest cached AWS response the checks may use. After a failed or undecided run only
+/// responses fetched since then count, so a fix in IAM or KMS shows on the next retry.
 fn freshness(job: &MediaConvertJob) -> Freshness {
     let Some(status) = &job.status else {
         return Freshness::Cached;
@@ -123,7 +123,7 @@ fn freshness(job: &MediaConvertJob) -> Freshness {
         .and_then(|validation| validation.checked_at.as_ref());
     match (validated, checked_at) {
         (Some(condition), Some(time)) if condition.status != "True" => {
-            // Status times have whole seconds, so answers from the same second are stale.
+            // Status times have whole seconds, so responses from the same second are stale.
             let after = std::time::SystemTime::from(time.0) + std::time::Duration::from_secs(1);
             Freshness::FetchedAfter(after)
         }

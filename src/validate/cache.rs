@@ -32,13 +32,13 @@ impl Default for CacheSettings {
     }
 }
 
-/// Oldest answer a validation run accepts.
+/// Oldest cached response a validation run accepts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Freshness {
-    /// Any cached answer within its time to live.
+    /// Any cached response within its time to live.
     #[default]
     Cached,
-    /// Only answers fetched after this time, such as the previous failed attempt.
+    /// Only responses fetched after this time, such as the previous failed attempt.
     FetchedAfter(SystemTime),
 }
 

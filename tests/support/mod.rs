@@ -121,7 +121,7 @@ impl Drop for TestNamespace {
 
 /// Access key ID of the operator of `namespace`. fakecloud treats every key starting with
 /// `test` as the account root, and the emulator proxy can fault and count the calls signed
-/// with one key, so each test's AWS traffic is told apart from that of tests beside it.
+/// with one key, so each test's AWS traffic is separated from that of tests beside it.
 pub fn access_key(namespace: &str) -> String {
     format!("test-{namespace}")
 }
@@ -349,7 +349,7 @@ impl Proxy {
     }
 
     /// Returns the AWS calls of the operator of `namespace` by `service:Operation`,
-    /// including those a fault answered.
+    /// including those a fault rejected.
     pub async fn calls_of(&self, namespace: &str) -> Value {
         let key = access_key(namespace);
         self.get(&format!("calls?accessKeyId={key}")).await
