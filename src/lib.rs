@@ -6,6 +6,7 @@
 pub mod api;
 pub mod aws;
 pub mod controller;
+pub mod events;
 pub mod health;
 pub mod leader;
 pub mod metrics;

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use mediaconvert_operator::aws::limits::{RateLimits, ServiceRate};
 use mediaconvert_operator::aws::{IamClient, KmsClient, MediaConvertClient, S3Client};
 use mediaconvert_operator::controller::{self, Context};
+use mediaconvert_operator::events::JobEvents;
 use mediaconvert_operator::health::Health;
 use mediaconvert_operator::leader::{self, Elector, LeaderElectionArgs, LeaseConfig};
 use mediaconvert_operator::metrics::Metrics;
@@ -47,9 +48,19 @@ struct RunArgs {
     )]
     namespaces: Vec<String>,
 
-    /// Seconds between reads of a queued or running job.
-    #[arg(long, env = "MCO_POLL_INTERVAL_SECONDS", default_value_t = 15)]
+    /// How the state of submitted jobs is read: `batched` reads all in-flight jobs of a
+    /// region and queue from ListJobs pages; `poll` reads each job with GetJob.
+    #[arg(long, env = "MCO_STATUS_SYNC", value_enum, default_value = "batched")]
+    status_sync: controller::StatusSyncMode,
+
+    /// Seconds between reads of queued or running jobs while they change. The batched
+    /// sync doubles the interval while nothing changes, up to --max-poll-interval-seconds.
+    #[arg(long, env = "MCO_POLL_INTERVAL_SECONDS", default_value_t = 5)]
     poll_interval_seconds: u64,
+
+    /// Longest interval of the batched sync, reached while no job changes.
+    #[arg(long, env = "MCO_MAX_POLL_INTERVAL_SECONDS", default_value_t = 60)]
+    max_poll_interval_seconds: u64,
 
     /// Seconds before the first retry after a failure; doubles per consecutive failure.
     #[arg(long, env = "MCO_RETRY_BASE_SECONDS", default_value_t = 5)]
@@ -89,6 +100,16 @@ struct RunArgs {
     /// is then retried with backoff.
     #[arg(long, env = "MCO_AWS_OPERATION_TIMEOUT_SECONDS", default_value_t = 60)]
     aws_operation_timeout_seconds: u64,
+
+    /// URL of an SQS queue that an EventBridge rule fills with MediaConvert "Job State
+    /// Change" events. When set, each event updates its resource at once, and the status
+    /// sync only catches what events miss.
+    #[arg(long, env = "MCO_EVENTS_QUEUE_URL")]
+    events_queue_url: Option<String>,
+
+    /// Region of the events queue; defaults to --default-region.
+    #[arg(long, env = "MCO_EVENTS_QUEUE_REGION")]
+    events_queue_region: Option<String>,
 
     /// Log format.
     #[arg(long, env = "MCO_LOG_FORMAT", value_enum, default_value = "text")]
@@ -169,19 +190,43 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     let checker = Checker::new(lookups, args.default_region.clone());
     let settings = controller::Settings {
+        status_sync: args.status_sync,
         poll_interval: Duration::from_secs(args.poll_interval_seconds.max(1)),
+        max_poll_interval: Duration::from_secs(args.max_poll_interval_seconds.max(1)),
         retry_base: Duration::from_secs(args.retry_base_seconds.max(1)),
         retry_max: Duration::from_secs(args.retry_max_seconds.max(1)),
         concurrency: args.concurrency.max(1),
     };
     let context = Context::new(
         client.clone(),
-        Arc::new(MediaConvertClient::new(aws).with_limits(limits)),
+        Arc::new(MediaConvertClient::new(aws.clone()).with_limits(limits)),
         checker,
         settings,
     )
     .with_telemetry(metrics.clone(), health.clone());
-    let controller = controller::run(Arc::new(context), args.namespaces.clone());
+    let events = args.events_queue_url.clone().map(|queue_url| {
+        let region = args
+            .events_queue_region
+            .as_deref()
+            .unwrap_or(&args.default_region);
+        JobEvents::new(&aws, region, queue_url, context.sync.clone())
+    });
+    let controller = {
+        let namespaces = args.namespaces.clone();
+        async move {
+            let controller = controller::run(Arc::new(context), namespaces);
+            match events {
+                // The events reader stops with the controller, as when leadership is lost.
+                Some(events) => {
+                    tokio::select! {
+                        () = controller => {}
+                        () = events.run() => {}
+                    }
+                }
+                None => controller.await,
+            }
+        }
+    };
     tracing::info!(default_region = %args.default_region, namespaces = ?args.namespaces, leader_election, "Starting controller");
 
     if leader_election {

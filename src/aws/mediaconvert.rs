@@ -106,6 +106,9 @@ impl JobSnapshot {
 /// Most `ListJobs` pages read when looking for a job by its resource UID.
 const MAX_LIST_PAGES: usize = 25;
 
+/// Jobs per `ListJobs` page, the most MediaConvert allows.
+pub const LIST_PAGE_SIZE: i32 = 20;
+
 /// Result of asking MediaConvert to cancel a job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CancelOutcome {
@@ -128,6 +131,16 @@ pub trait MediaConvert: Send + Sync {
     /// Cancels a queued or running job.
     async fn cancel_job(&self, region: &str, id: &str) -> Result<CancelOutcome, AwsError>;
 
+    /// Reads one page of `ListJobs`, newest first, optionally only the jobs of `queue` (a
+    /// name or ARN) in `status`.
+    async fn list_jobs(
+        &self,
+        region: &str,
+        queue: Option<&str>,
+        status: Option<&str>,
+        next_token: Option<String>,
+    ) -> Result<JobPage, AwsError>;
+
     /// Finds the newest job whose user metadata has `key` set to `value`, among the jobs
     /// created at or after `since` (epoch seconds), newest first.
     async fn find_job(
@@ -137,7 +150,44 @@ pub trait MediaConvert: Send + Sync {
         key: &str,
         value: &str,
         since: i64,
-    ) -> Result<Option<JobSnapshot>, AwsError>;
+    ) -> Result<Option<JobSnapshot>, AwsError> {
+        let mut next_token = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let page = self.list_jobs(region, queue, None, next_token).await?;
+            if let Some(found) = page
+                .jobs
+                .iter()
+                .find(|job| job.user_metadata.get(key).map(String::as_str) == Some(value))
+            {
+                return Ok(Some(found.clone()));
+            }
+            if page.reaches_before(since) || page.next_token.is_none() {
+                return Ok(None);
+            }
+            next_token = page.next_token;
+        }
+        // NOTE: a queue with more recent jobs than MAX_LIST_PAGES pages is not searched to
+        // the end. The caller then relies on the client request token alone.
+        Ok(None)
+    }
+}
+
+/// One page of `ListJobs`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobPage {
+    pub jobs: Vec<JobSnapshot>,
+    /// Token of the next page; `None` on the last page.
+    pub next_token: Option<String>,
+}
+
+impl JobPage {
+    /// Reports whether the page holds a job created before `since` (epoch seconds). In a
+    /// newest-first listing, later pages then hold only older jobs.
+    pub fn reaches_before(&self, since: i64) -> bool {
+        self.jobs
+            .iter()
+            .any(|job| job.created_at.is_some_and(|at| at < since))
+    }
 }
 
 /// [`MediaConvert`] over the AWS SDK, one client per region.
@@ -230,58 +280,40 @@ impl MediaConvert for MediaConvertClient {
         }
     }
 
-    async fn find_job(
+    async fn list_jobs(
         &self,
         region: &str,
         queue: Option<&str>,
-        key: &str,
-        value: &str,
-        since: i64,
-    ) -> Result<Option<JobSnapshot>, AwsError> {
-        let client = self.client(region);
-        let mut next_token = None;
-        for _ in 0..MAX_LIST_PAGES {
-            self.limits.acquire(Service::MediaConvert, region).await;
-            let captured = CaptureBody::default();
-            client
-                .list_jobs()
-                .order(aws_sdk_mediaconvert::types::Order::Descending)
-                .max_results(20)
-                .set_queue(queue.map(str::to_string))
-                .set_next_token(next_token.take())
-                .customize()
-                .interceptor(captured.clone())
-                .send()
-                .await
-                .map_err(|error| AwsError::from_sdk("ListJobs", error))?;
-            let page = captured.json().unwrap_or_default();
-            let jobs: Vec<JobSnapshot> = page
-                .get("jobs")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .map(JobSnapshot::from_json)
-                .collect();
-            if let Some(found) = jobs
-                .iter()
-                .find(|job| job.user_metadata.get(key).map(String::as_str) == Some(value))
-            {
-                return Ok(Some(found.clone()));
-            }
-            let reached_older = jobs
-                .iter()
-                .any(|job| job.created_at.is_some_and(|at| at < since));
-            next_token = page
-                .get("nextToken")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            if reached_older || next_token.is_none() {
-                return Ok(None);
-            }
-        }
-        // NOTE: a queue with more recent jobs than MAX_LIST_PAGES pages is not searched to
-        // the end. The caller then relies on the client request token alone.
-        Ok(None)
+        status: Option<&str>,
+        next_token: Option<String>,
+    ) -> Result<JobPage, AwsError> {
+        let captured = CaptureBody::default();
+        self.limited(region)
+            .await
+            .list_jobs()
+            .order(aws_sdk_mediaconvert::types::Order::Descending)
+            .max_results(LIST_PAGE_SIZE)
+            .set_queue(queue.map(str::to_string))
+            .set_status(status.map(aws_sdk_mediaconvert::types::JobStatus::from))
+            .set_next_token(next_token)
+            .customize()
+            .interceptor(captured.clone())
+            .send()
+            .await
+            .map_err(|error| AwsError::from_sdk("ListJobs", error))?;
+        let page = captured.json().unwrap_or_default();
+        let jobs = page
+            .get("jobs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(JobSnapshot::from_json)
+            .collect();
+        let next_token = page
+            .get("nextToken")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        Ok(JobPage { jobs, next_token })
     }
 
     async fn cancel_job(&self, region: &str, id: &str) -> Result<CancelOutcome, AwsError> {

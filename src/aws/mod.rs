@@ -13,7 +13,9 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 pub use iam::{Iam, IamClient, RoleDescription, SimulatedAction, SimulatedDecision, Simulation};
 pub use kms::{KeyDescription, Kms, KmsClient};
-pub use mediaconvert::{CancelOutcome, JobRequest, JobSnapshot, MediaConvert, MediaConvertClient};
+pub use mediaconvert::{
+    CancelOutcome, JobPage, JobRequest, JobSnapshot, MediaConvert, MediaConvertClient,
+};
 pub use s3::{ObjectEncryption, S3, S3Client};
 
 /// Class of a failed AWS call, decided once from the service error code and the HTTP

@@ -26,6 +26,7 @@ pub async fn cleanup(job: &MediaConvertJob, context: &Context) -> Result<Action>
         (None, None) => return Ok(Action::await_change()),
     };
     let job_id = job_id.as_str();
+    context.sync.forget(job_id);
     if job.spec.deletion_policy == DeletionPolicy::Orphan {
         let note = format!("Left MediaConvert job {job_id} running, as deletionPolicy is Orphan");
         publish(context, job, false, "Orphaned", note).await;

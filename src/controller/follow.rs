@@ -8,8 +8,11 @@ use kube::ResourceExt;
 use kube::api::DeleteParams;
 use kube::runtime::controller::Action;
 
+use kube::runtime::reflector::ObjectRef;
+
 use super::patch::{publish, write_status};
 use super::status::{apply_snapshot, set_outcome_conditions};
+use super::sync::{self, QueueKey, TrackedJob};
 use super::{Context, Error, Result};
 use crate::api::{ConditionReason, JobPhase, MediaConvertJob, MediaConvertJobStatus};
 use crate::aws::CancelOutcome;
@@ -32,7 +35,17 @@ pub async fn read_job(
         })
 }
 
-/// Reads the job from MediaConvert and mirrors it into status.
+/// Source of the state of submitted jobs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusSyncMode {
+    /// One loop per region and queue reads all in-flight jobs from `ListJobs` pages.
+    #[default]
+    Batched,
+    /// Every resource reads its own job with `GetJob` each poll interval.
+    Poll,
+}
+
+/// Mirrors the latest known state of the job into status.
 pub async fn follow(
     job: &MediaConvertJob,
     job_id: &str,
@@ -41,10 +54,31 @@ pub async fn follow(
 ) -> Result<Action> {
     let old = job.status_or_default();
     if old.phase.is_some_and(JobPhase::is_terminal) {
+        context.sync.forget(job_id);
         return expire(job, &old, api, context).await;
     }
     let region = old.region_or(context.checker.region_of(&job.spec));
-    let snapshot = read_job(job, &region, job_id, context).await?;
+    let (snapshot, seq) = match context.settings.status_sync {
+        StatusSyncMode::Poll => (read_job(job, &region, job_id, context).await?, None),
+        StatusSyncMode::Batched => {
+            context
+                .sync
+                .track(job_id, queue_key(job, &region), tracked(job));
+            let Some(observation) = context.sync.observation(job_id) else {
+                // The sync reads the job in its next round and wakes this resource.
+                return Ok(Action::requeue(next_check(job, &old, context)));
+            };
+            if observation
+                .snapshot
+                .as_ref()
+                .is_some_and(|snapshot| sync::rank(&snapshot.status) < rank_of(old.phase))
+            {
+                context.sync.mark_written(job_id, observation.seq);
+                return Ok(Action::requeue(next_check(job, &old, context)));
+            }
+            (observation.snapshot, Some(observation.seq))
+        }
+    };
 
     let mut status = old.clone();
     status.observed_generation = job.metadata.generation;
@@ -66,23 +100,84 @@ pub async fn follow(
         }
     }
     write_status(api, job, &status, false).await?;
+    if let Some(seq) = seq {
+        context.sync.mark_written(job_id, seq);
+    }
     context.reset_backoff(&job.uid().unwrap_or_default());
 
     let phase = status.phase.unwrap_or(JobPhase::Submitted);
     let overdue = overdue_seconds(job, &status).filter(|_| !phase.is_terminal());
     if let Some(overdue) = overdue {
+        context.sync.forget(job_id);
         return cancel_overdue(job, status, job_id, &region, overdue, api, context).await;
     }
     if old.phase != Some(phase) {
         announce(job, &status, phase, context).await;
     }
     if phase.is_terminal() {
+        context.sync.forget(job_id);
         return expire(job, &status, api, context).await;
     }
-    let until_deadline = deadline(job, &status).map(|at| seconds_until(at).max(0) as u64);
-    let poll = context.settings.poll_interval;
-    let next = until_deadline.map_or(poll, |seconds| poll.min(Duration::from_secs(seconds + 1)));
-    Ok(Action::requeue(next))
+    if context.settings.status_sync == StatusSyncMode::Batched {
+        let mut tracked = tracked(job);
+        tracked.status = snapshot.map(|snapshot| snapshot.status).unwrap_or_default();
+        context.sync.track(job_id, queue_key(job, &region), tracked);
+    }
+    Ok(Action::requeue(next_check(job, &status, context)))
+}
+
+/// Delay until the resource is reconciled again without news of its job: the poll
+/// interval when polling, otherwise the sync's longest interval, as a safety net for a
+/// missed wake-up. An `activeDeadlineSeconds` that runs out sooner shortens it.
+fn next_check(
+    job: &MediaConvertJob,
+    status: &MediaConvertJobStatus,
+    context: &Context,
+) -> Duration {
+    let settings = &context.settings;
+    let regular = match settings.status_sync {
+        StatusSyncMode::Poll => settings.poll_interval,
+        StatusSyncMode::Batched => settings.max_poll_interval,
+    };
+    let until_deadline = deadline(job, status).map(|at| seconds_until(at).max(0) as u64);
+    until_deadline.map_or(regular, |seconds| {
+        regular.min(Duration::from_secs(seconds + 1))
+    })
+}
+
+/// Region and queue whose sync loop follows the job.
+fn queue_key(job: &MediaConvertJob, region: &str) -> QueueKey {
+    let status = job.status.as_ref();
+    let queue = status
+        .and_then(|status| status.queue.clone())
+        .or_else(|| job.spec.queue.clone())
+        .unwrap_or_else(|| sync::DEFAULT_QUEUE.to_string());
+    QueueKey {
+        region: region.to_string(),
+        queue,
+    }
+}
+
+fn tracked(job: &MediaConvertJob) -> TrackedJob {
+    let status = job.status_or_default();
+    let mediaconvert_status = match status.phase {
+        Some(JobPhase::Progressing) => "PROGRESSING",
+        _ => "SUBMITTED",
+    };
+    TrackedJob {
+        object: ObjectRef::from_obj(job),
+        created_at: status.submitted_at.map(|at| at.0.as_second()),
+        status: mediaconvert_status.to_string(),
+    }
+}
+
+/// Rank of a phase in the order of [`sync::rank`].
+fn rank_of(phase: Option<JobPhase>) -> u8 {
+    match phase {
+        Some(JobPhase::Progressing) => 1,
+        Some(phase) if phase.is_terminal() => 2,
+        _ => 0,
+    }
 }
 
 fn seconds_until(at: i64) -> i64 {

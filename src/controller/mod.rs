@@ -6,6 +6,7 @@ mod follow;
 mod patch;
 pub mod status;
 mod submit;
+pub mod sync;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,6 +27,8 @@ use crate::aws::{AwsError, ErrorClass, MediaConvert};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::validate::Checker;
+pub use follow::StatusSyncMode;
+use sync::{StatusSync, SyncIntervals};
 
 /// Finalizer that lets the operator cancel a running job before its resource goes away.
 pub const FINALIZER: &str = "mediaconvert.operators.dev/cancel-job";
@@ -127,8 +130,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Tunables of the controller.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// How often a queued or running job is read from MediaConvert.
+    /// How the state of submitted jobs is read.
+    pub status_sync: StatusSyncMode,
+    /// How often a queued or running job is read from MediaConvert; with the batched sync,
+    /// the interval while jobs change.
     pub poll_interval: Duration,
+    /// Longest interval of the batched sync, reached while no job changes.
+    pub max_poll_interval: Duration,
     /// First retry delay after a failure; it doubles per consecutive failure.
     pub retry_base: Duration,
     /// Maximum retry delay.
@@ -141,6 +149,7 @@ pub struct Settings {
 pub struct Context {
     pub client: Client,
     pub mediaconvert: Arc<dyn MediaConvert>,
+    pub sync: Arc<StatusSync>,
     pub checker: Checker,
     pub recorder: Recorder,
     pub settings: Settings,
@@ -164,9 +173,14 @@ impl Context {
             controller: MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
+        let intervals = SyncIntervals {
+            min: settings.poll_interval,
+            max: settings.max_poll_interval.max(settings.poll_interval),
+        };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
+            sync: Arc::new(StatusSync::new(mediaconvert.clone(), intervals)),
             mediaconvert,
             checker,
             settings,
@@ -247,24 +261,35 @@ fn jitter(delay: Duration) -> Duration {
 /// `namespaces` watches every namespace. Otherwise each listed namespace gets a watch and
 /// a controller of its own, because one watch cannot span a chosen set of namespaces.
 pub async fn run(context: Arc<Context>, namespaces: Vec<String>) {
-    let apis: Vec<Api<MediaConvertJob>> = if namespaces.is_empty() {
-        vec![Api::all(context.client.clone())]
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
     } else {
-        namespaces
-            .iter()
-            .map(|namespace| Api::namespaced(context.client.clone(), namespace))
-            .collect()
+        namespaces.into_iter().map(Some).collect()
     };
-    futures::future::join_all(apis.into_iter().map(|jobs| watch(jobs, context.clone()))).await;
+    let watches = scopes.into_iter().map(|namespace| {
+        let jobs = match &namespace {
+            Some(namespace) => Api::namespaced(context.client.clone(), namespace),
+            None => Api::all(context.client.clone()),
+        };
+        let changed_jobs = context.sync.subscribe(namespace);
+        watch(jobs, changed_jobs, context.clone())
+    });
+    futures::future::join_all(watches).await;
 }
 
-/// Runs one controller over the resources that `jobs` lists.
-async fn watch(jobs: Api<MediaConvertJob>, context: Arc<Context>) {
+/// Runs one controller over the resources that `jobs` lists. `changed_jobs` names the
+/// resources whose MediaConvert job the status sync saw change.
+async fn watch(
+    jobs: Api<MediaConvertJob>,
+    changed_jobs: impl futures::Stream<Item = reflector::ObjectRef<MediaConvertJob>> + Send + 'static,
+    context: Arc<Context>,
+) {
     let config = ControllerConfig::default().concurrency(context.settings.concurrency);
     let watch_health = context.health.register_watch();
     // Only spec edits (generation) and finalizer changes start a reconcile. The operator's
     // own status writes do not, so a status patch never feeds back into another pass.
-    // Requeues drive the polling of running jobs instead.
+    // The status sync wakes a resource when its job changed; requeues are the safety net.
+    // Managed fields are dropped from the cache, as the operator never reads them.
     let (reader, writer) = reflector::store();
     context.metrics.watch_store(reader.clone());
     let changes = watcher(jobs, watcher::Config::default().any_semantic())
@@ -274,6 +299,9 @@ async fn watch(jobs: Api<MediaConvertJob>, context: Arc<Context>) {
             Err(_) => watch_health.record(false),
         })
         .default_backoff()
+        .modify(|job| {
+            job.managed_fields_mut().clear();
+        })
         .reflect(writer)
         .applied_objects()
         .predicate_filter(
@@ -281,6 +309,7 @@ async fn watch(jobs: Api<MediaConvertJob>, context: Arc<Context>) {
             PredicateConfig::default(),
         );
     Controller::for_stream(changes, reader)
+        .reconcile_on(changed_jobs)
         .with_config(config)
         .shutdown_on_signal()
         .run(reconcile, error_policy, context)

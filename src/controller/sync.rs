@@ -1,0 +1,545 @@
+//! Batched status sync. One loop per region and queue reads the jobs of every in-flight
+//! resource from `ListJobs` pages and wakes only the resources whose job changed, so
+//! following a thousand jobs costs a few dozen calls per round instead of a thousand.
+//! Push events (see [`crate::events`]) feed the same store.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::channel::mpsc;
+use kube::runtime::reflector::ObjectRef;
+use tokio::sync::{Notify, watch};
+
+use crate::api::MediaConvertJob;
+use crate::aws::{AwsError, JobSnapshot, MediaConvert};
+use crate::validate::offline::RESERVED_METADATA_PREFIX;
+
+/// Bounds of the adaptive interval between two rounds of one loop.
+#[derive(Clone, Copy, Debug)]
+pub struct SyncIntervals {
+    /// Interval while jobs change.
+    pub min: Duration,
+    /// Interval reached by doubling while nothing changes.
+    pub max: Duration,
+}
+
+/// Region and queue of a job: one sync loop serves each.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct QueueKey {
+    pub region: String,
+    /// Queue name or ARN.
+    pub queue: String,
+}
+
+/// Queue of jobs that name none.
+pub const DEFAULT_QUEUE: &str = "Default";
+
+/// A job the sync follows for a resource.
+#[derive(Clone, Debug)]
+pub struct TrackedJob {
+    pub object: ObjectRef<MediaConvertJob>,
+    /// Epoch seconds at which MediaConvert created the job, when known.
+    pub created_at: Option<i64>,
+    /// MediaConvert status last written to the resource.
+    pub status: String,
+}
+
+/// Latest known state of a job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observation {
+    /// `None` when MediaConvert has no job with this id.
+    pub snapshot: Option<JobSnapshot>,
+    /// Epoch milliseconds of the state: the event's timestamp or the time of the read.
+    pub at_ms: i64,
+    /// Increases with every stored observation, so a writer can confirm which one it wrote.
+    pub seq: u64,
+}
+
+/// Result of reporting a job state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored, and the resource was asked to reconcile; wait for [`StatusSync::written`]
+    /// with this sequence number.
+    Stored(u64),
+    /// Older than or equal to what is known, so nothing changes.
+    Stale,
+    /// No tracked resource owns the job, and its user metadata names none.
+    Unknown,
+}
+
+/// Most observations kept for jobs that no resource tracks yet, such as events that
+/// arrive before the resource records its job id.
+const MAX_UNTRACKED: usize = 10_000;
+
+/// State shared by the sync loops, the event reader and the reconciles.
+pub struct StatusSync {
+    mediaconvert: Arc<dyn MediaConvert>,
+    intervals: SyncIntervals,
+    state: Mutex<State>,
+    triggers: Mutex<Vec<Trigger>>,
+    /// Sequence number of the latest observation written to a resource, per job.
+    written: watch::Sender<HashMap<String, u64>>,
+}
+
+#[derive(Default)]
+struct State {
+    queues: HashMap<QueueKey, Queue>,
+    /// Queue of each tracked job.
+    queue_of: HashMap<String, QueueKey>,
+    observations: HashMap<String, Observation>,
+    untracked: HashSet<String>,
+    next_seq: u64,
+}
+
+struct Queue {
+    jobs: HashMap<String, TrackedJob>,
+    wake: Arc<Notify>,
+}
+
+/// Channel into the controller of one namespace, or of all when `namespace` is `None`.
+struct Trigger {
+    namespace: Option<String>,
+    sender: mpsc::UnboundedSender<ObjectRef<MediaConvertJob>>,
+}
+
+impl StatusSync {
+    pub fn new(mediaconvert: Arc<dyn MediaConvert>, intervals: SyncIntervals) -> Self {
+        Self {
+            mediaconvert,
+            intervals,
+            state: Mutex::default(),
+            triggers: Mutex::default(),
+            written: watch::Sender::new(HashMap::new()),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Returns the stream of resources to reconcile because their job changed, for the
+    /// controller of `namespace` (all namespaces when `None`).
+    pub fn subscribe(
+        &self,
+        namespace: Option<String>,
+    ) -> mpsc::UnboundedReceiver<ObjectRef<MediaConvertJob>> {
+        let (sender, receiver) = mpsc::unbounded();
+        let mut triggers = self
+            .triggers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        triggers.push(Trigger { namespace, sender });
+        receiver
+    }
+
+    fn trigger(&self, object: &ObjectRef<MediaConvertJob>) {
+        let mut triggers = self
+            .triggers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        triggers.retain(|trigger| !trigger.sender.is_closed());
+        let target = triggers.iter().find(|trigger| match &trigger.namespace {
+            Some(namespace) => object.namespace.as_ref() == Some(namespace),
+            None => true,
+        });
+        if let Some(trigger) = target {
+            // A closed receiver means its controller stopped; the resource then waits for
+            // the next leader's initial reconcile.
+            let _ = trigger.sender.unbounded_send(object.clone());
+        }
+    }
+
+    /// Latest known state of `job_id`.
+    pub fn observation(&self, job_id: &str) -> Option<Observation> {
+        self.state().observations.get(job_id).cloned()
+    }
+
+    /// Follows `job_id` for a resource from now on, starting the loop of its queue when
+    /// this is the queue's first job.
+    pub fn track(self: &Arc<Self>, job_id: &str, key: QueueKey, job: TrackedJob) {
+        let mut state = self.state();
+        state.untracked.remove(job_id);
+        if let Some(previous) = state.queue_of.get(job_id)
+            && *previous != key
+        {
+            let previous = previous.clone();
+            if let Some(queue) = state.queues.get_mut(&previous) {
+                queue.jobs.remove(job_id);
+            }
+        }
+        state.queue_of.insert(job_id.to_string(), key.clone());
+        let queue = match state.queues.get_mut(&key) {
+            Some(queue) => queue,
+            None => {
+                let wake = Arc::new(Notify::new());
+                tokio::spawn(self.clone().run(key.clone(), wake.clone()));
+                tracing::info!(region = %key.region, queue = %key.queue, "Started status sync");
+                state.queues.entry(key).or_insert(Queue {
+                    jobs: HashMap::new(),
+                    wake,
+                })
+            }
+        };
+        if queue.jobs.insert(job_id.to_string(), job).is_none() {
+            queue.wake.notify_one();
+        }
+    }
+
+    /// Stops following `job_id` and drops what is known about it.
+    pub fn forget(&self, job_id: &str) {
+        let mut state = self.state();
+        if let Some(key) = state.queue_of.remove(job_id)
+            && let Some(queue) = state.queues.get_mut(&key)
+        {
+            queue.jobs.remove(job_id);
+        }
+        state.observations.remove(job_id);
+        state.untracked.remove(job_id);
+        self.written.send_modify(|written| {
+            written.remove(job_id);
+        });
+    }
+
+    /// Records that the resource of `job_id` now shows the observation numbered `seq`.
+    pub fn mark_written(&self, job_id: &str, seq: u64) {
+        self.written.send_if_modified(|written| {
+            let entry = written.entry(job_id.to_string()).or_default();
+            if *entry >= seq {
+                return false;
+            }
+            *entry = seq;
+            true
+        });
+    }
+
+    /// Waits until the resource of `job_id` shows the observation numbered `seq` or a
+    /// later one. Returns `false` when `timeout` passes first.
+    pub async fn written(&self, job_id: &str, seq: u64, timeout: Duration) -> bool {
+        let mut receiver = self.written.subscribe();
+        let done = receiver.wait_for(|written| written.get(job_id).is_some_and(|at| *at >= seq));
+        matches!(tokio::time::timeout(timeout, done).await, Ok(Ok(_)))
+    }
+
+    /// Number of jobs the sync follows.
+    pub fn tracked(&self) -> usize {
+        self.state().queue_of.len()
+    }
+
+    /// Stores a newer state of `job_id` and queues its resource for a reconcile. A state older
+    /// than the stored one, by status order and then by time, is ignored, so events that
+    /// arrive late or twice never move a job backwards.
+    pub fn observe(&self, job_id: &str, snapshot: Option<JobSnapshot>, at_ms: i64) -> Outcome {
+        let mut state = self.state();
+        let tracked = state.queue_of.get(job_id).and_then(|key| {
+            let queue = state.queues.get(key)?;
+            Some(queue.jobs.get(job_id)?.object.clone())
+        });
+
+        let object = match tracked {
+            Some(object) => object,
+            None => match snapshot.as_ref().and_then(owner_of) {
+                Some(object) if state.untracked.len() < MAX_UNTRACKED => {
+                    state.untracked.insert(job_id.to_string());
+                    object
+                }
+                _ => return Outcome::Unknown,
+            },
+        };
+        if let Some(known) = state.observations.get(job_id)
+            && !is_newer(&snapshot, at_ms, known)
+        {
+            return Outcome::Stale;
+        }
+
+        state.next_seq += 1;
+        let seq = state.next_seq;
+        let observation = Observation {
+            snapshot,
+            at_ms,
+            seq,
+        };
+        state.observations.insert(job_id.to_string(), observation);
+        drop(state);
+        self.trigger(&object);
+        Outcome::Stored(seq)
+    }
+
+    /// Runs the loop of one queue. It makes no call while the queue has no tracked job,
+    /// reads every `min` interval while jobs change, and backs off to `max` while none do.
+    async fn run(self: Arc<Self>, key: QueueKey, wake: Arc<Notify>) {
+        let SyncIntervals { min, max } = self.intervals;
+        let mut interval = min;
+        loop {
+            let jobs = self.jobs_of(&key);
+            if jobs.is_empty() {
+                wake.notified().await;
+                interval = min;
+                tokio::time::sleep(min).await;
+                continue;
+            }
+            match self.round(&key, jobs).await {
+                Ok(0) => interval = interval.saturating_mul(2).min(max),
+                Ok(changed) => {
+                    tracing::debug!(region = %key.region, queue = %key.queue, changed, "Synced job states");
+                    interval = min;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, region = %key.region, queue = %key.queue, "Status sync failed; retrying");
+                    interval = interval.saturating_mul(2).min(max);
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                // A new job shortens the wait, but rounds never run closer than `min`.
+                () = wake.notified() => {
+                    interval = min;
+                    tokio::time::sleep(min).await;
+                }
+            }
+        }
+    }
+
+    fn jobs_of(&self, key: &QueueKey) -> HashMap<String, TrackedJob> {
+        self.state()
+            .queues
+            .get(key)
+            .map(|queue| queue.jobs.clone())
+            .unwrap_or_default()
+    }
+
+    /// Reads the state of every job in `jobs` with as few calls as it can, stores what
+    /// changed and returns how many changed.
+    ///
+    /// Jobs only move forward: SUBMITTED, PROGRESSING, then one of COMPLETE, ERROR and
+    /// CANCELED. So the in-flight listings are read first, each only while some job not
+    /// yet seen may be in it, newest first and only back to the oldest such job. Jobs not
+    /// found there have finished and are looked for in the terminal listings, at most as
+    /// many pages as they fill. Whatever is still missing is read with `GetJob`.
+    async fn round(
+        &self,
+        key: &QueueKey,
+        mut missing: HashMap<String, TrackedJob>,
+    ) -> Result<usize, AwsError> {
+        let mut changed = 0;
+        let mut record = |id: &str, snapshot: Option<JobSnapshot>| {
+            let known = self.observation(id);
+            if known.as_ref().map(|known| &known.snapshot) == Some(&snapshot) {
+                return;
+            }
+            if let Outcome::Stored(_) = self.observe(id, snapshot, now_ms()) {
+                changed += 1;
+            }
+        };
+
+        for status in ["SUBMITTED", "PROGRESSING"] {
+            let may_hold = |job: &TrackedJob| rank(&job.status) <= rank(status);
+            let found = self
+                .scan(key, status, &missing, may_hold, usize::MAX)
+                .await?;
+            for snapshot in found {
+                let id = snapshot.id.clone();
+                missing.remove(&id);
+                record(&id, Some(snapshot));
+            }
+        }
+        for status in ["COMPLETE", "ERROR", "CANCELED"] {
+            if missing.is_empty() {
+                break;
+            }
+            let pages = missing
+                .len()
+                .div_ceil(crate::aws::mediaconvert::LIST_PAGE_SIZE as usize);
+            let found = self
+                .scan(key, status, &missing, |_| true, pages + 1)
+                .await?;
+            for snapshot in found {
+                let id = snapshot.id.clone();
+                missing.remove(&id);
+                record(&id, Some(snapshot));
+            }
+        }
+        for id in missing.into_keys() {
+            let snapshot = self.mediaconvert.get_job(&key.region, &id).await?;
+            record(&id, snapshot);
+        }
+        Ok(changed)
+    }
+
+    /// Reads the `status` listing of `key`, newest first, and returns the jobs of
+    /// `missing` it shows. It stops when no job of `missing` that `may_hold` admits is left
+    /// unseen, once a page reaches back before the oldest of them, or after `max_pages`.
+    async fn scan(
+        &self,
+        key: &QueueKey,
+        status: &str,
+        missing: &HashMap<String, TrackedJob>,
+        may_hold: impl Fn(&TrackedJob) -> bool,
+        max_pages: usize,
+    ) -> Result<Vec<JobSnapshot>, AwsError> {
+        let mut wanted: HashSet<&str> = missing
+            .iter()
+            .filter(|(_, job)| may_hold(job))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let oldest = missing
+            .values()
+            .filter(|job| may_hold(job))
+            .map(|job| job.created_at)
+            .min()
+            .flatten();
+        let mut found = Vec::new();
+        let mut next_token = None;
+        for _ in 0..max_pages {
+            if wanted.is_empty() {
+                break;
+            }
+            let page = self
+                .mediaconvert
+                .list_jobs(&key.region, Some(&key.queue), Some(status), next_token)
+                .await?;
+            let reached_oldest = oldest.is_some_and(|oldest| page.reaches_before(oldest));
+            for job in page.jobs {
+                if wanted.remove(job.id.as_str()) {
+                    found.push(job);
+                }
+            }
+            next_token = page.next_token;
+            if reached_oldest || next_token.is_none() {
+                break;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Order of MediaConvert statuses: a job never moves to a lower rank.
+pub fn rank(status: &str) -> u8 {
+    match status {
+        "SUBMITTED" => 0,
+        "PROGRESSING" | "STATUS_UPDATE" => 1,
+        "COMPLETE" | "ERROR" | "CANCELED" => 2,
+        _ => 0,
+    }
+}
+
+/// Reports whether a state observed at `at_ms` is newer than `known`: a higher status
+/// rank, or the same non-terminal rank at a later time. A job not found is final.
+fn is_newer(snapshot: &Option<JobSnapshot>, at_ms: i64, known: &Observation) -> bool {
+    let Some(known_snapshot) = &known.snapshot else {
+        return false;
+    };
+    let Some(snapshot) = snapshot else {
+        return true;
+    };
+    if *snapshot == *known_snapshot {
+        return false;
+    }
+    let (new, old) = (rank(&snapshot.status), rank(&known_snapshot.status));
+    new > old || (new == old && new < 2 && at_ms >= known.at_ms)
+}
+
+/// Resource named by the operator's user metadata on a job.
+fn owner_of(snapshot: &JobSnapshot) -> Option<ObjectRef<MediaConvertJob>> {
+    let field = |key: &str| {
+        snapshot
+            .user_metadata
+            .get(&format!("{RESERVED_METADATA_PREFIX}{key}"))
+    };
+    let (namespace, name) = (field("namespace")?, field("name")?);
+    Some(ObjectRef::new(name).within(namespace))
+}
+
+/// Current time in epoch milliseconds.
+pub fn now_ms() -> i64 {
+    k8s_openapi::jiff::Timestamp::now().as_millisecond()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(status: &str, percent: Option<i32>) -> JobSnapshot {
+        JobSnapshot {
+            id: "1700000000000-abc123".into(),
+            status: status.into(),
+            percent_complete: percent,
+            ..JobSnapshot::default()
+        }
+    }
+
+    fn known(status: &str, percent: Option<i32>, at_ms: i64) -> Observation {
+        Observation {
+            snapshot: Some(job(status, percent)),
+            at_ms,
+            seq: 1,
+        }
+    }
+
+    #[test]
+    fn later_progress_replaces_earlier() {
+        let known = known("PROGRESSING", Some(20), 1_000);
+        assert!(is_newer(&Some(job("PROGRESSING", Some(40))), 2_000, &known));
+    }
+
+    #[test]
+    fn earlier_progress_is_stale() {
+        let known = known("PROGRESSING", Some(40), 2_000);
+        assert!(!is_newer(
+            &Some(job("PROGRESSING", Some(20))),
+            1_000,
+            &known
+        ));
+    }
+
+    #[test]
+    fn status_never_moves_back() {
+        let known = known("PROGRESSING", Some(40), 1_000);
+        assert!(!is_newer(&Some(job("SUBMITTED", None)), 5_000, &known));
+    }
+
+    #[test]
+    fn terminal_state_is_final() {
+        let known = known("COMPLETE", Some(100), 1_000);
+        assert!(!is_newer(&Some(job("ERROR", None)), 5_000, &known));
+        assert!(!is_newer(
+            &Some(job("PROGRESSING", Some(90))),
+            5_000,
+            &known
+        ));
+    }
+
+    #[test]
+    fn terminal_state_replaces_progress_whatever_its_time() {
+        let known = known("PROGRESSING", Some(40), 5_000);
+        assert!(is_newer(&Some(job("COMPLETE", Some(100))), 1_000, &known));
+    }
+
+    #[test]
+    fn duplicate_is_stale() {
+        let known = known("PROGRESSING", Some(40), 1_000);
+        assert!(!is_newer(
+            &Some(job("PROGRESSING", Some(40))),
+            2_000,
+            &known
+        ));
+    }
+
+    #[test]
+    fn owner_comes_from_user_metadata() {
+        let mut snapshot = job("SUBMITTED", None);
+        snapshot.user_metadata.insert(
+            format!("{RESERVED_METADATA_PREFIX}namespace"),
+            "media".into(),
+        );
+        snapshot.user_metadata.insert(
+            format!("{RESERVED_METADATA_PREFIX}name"),
+            "episode-1".into(),
+        );
+        let owner = owner_of(&snapshot).expect("owner");
+        assert_eq!(owner.name, "episode-1");
+        assert_eq!(owner.namespace.as_deref(), Some("media"));
+    }
+}
