@@ -27,6 +27,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller against the cluster of the current kubeconfig or service account.
+    /// A flag given twice takes its last value.
+    #[command(args_override_self = true)]
     Run(Box<RunArgs>),
     /// Print the MediaConvertJob CustomResourceDefinition as YAML.
     Crd,

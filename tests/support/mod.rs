@@ -162,6 +162,8 @@ impl Operator {
             namespace,
             "--poll-interval-seconds",
             "1",
+            "--max-poll-interval-seconds",
+            "4",
             "--retry-base-seconds",
             "1",
             "--retry-max-seconds",

@@ -1,0 +1,186 @@
+//! Following many jobs: the batched sync against per-job polling, and a burst of
+//! submissions whose endpoint lookups would be throttled.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::*;
+
+/// Reads of job state by the operator of `namespace`: ListJobs pages and GetJob calls.
+async fn reads(proxy: &Proxy, namespace: &str) -> (u64, u64) {
+    let calls = proxy.calls_of(namespace).await;
+    let count = |operation: &str| calls[operation].as_u64().unwrap_or_default();
+    (count("mediaconvert:ListJobs"), count("mediaconvert:GetJob"))
+}
+
+async fn apply_all(api: &kube::Api<mediaconvert_operator::api::MediaConvertJob>, names: &[String]) {
+    let creates = names
+        .iter()
+        .map(|name| async move { create(api, &job_yaml(name, "{type: S3}", BASE_SETTINGS)).await });
+    futures::future::join_all(creates).await;
+}
+
+async fn wait_all_complete(
+    api: &kube::Api<mediaconvert_operator::api::MediaConvertJob>,
+    names: &[String],
+) {
+    for name in names {
+        wait_for(api, name, "Complete", phase_is("Complete")).await;
+    }
+}
+
+/// Asserts that each resource has exactly one job.
+fn assert_one_job_each(jobs: &[Value], expected: usize) {
+    let mut uids: Vec<&str> = jobs
+        .iter()
+        .filter_map(|job| job["userMetadata"]["mediaconvert.operators.dev/uid"].as_str())
+        .collect();
+    assert_eq!(
+        uids.len(),
+        expected,
+        "expected {expected} jobs, got {}",
+        uids.len()
+    );
+    uids.sort_unstable();
+    uids.dedup();
+    assert_eq!(uids.len(), expected, "a resource has more than one job");
+}
+
+#[tokio::test]
+async fn batched_sync_reads_many_jobs_per_call_and_idles_at_zero() {
+    const JOBS: usize = 40;
+    const PROGRESS_MS: u64 = 6_000;
+    let setup = setup("batched", timeline(PROGRESS_MS, complete())).await;
+    let api = setup.namespace.jobs();
+    let names: Vec<String> = (0..JOBS)
+        .map(|index| format!("episode-{index:02}"))
+        .collect();
+
+    apply_all(&api, &names).await;
+    wait_all_complete(&api, &names).await;
+
+    let proxy = setup.env.proxy();
+    let (list_pages, get_jobs) = reads(&proxy, &setup.namespace.name).await;
+    // Polling each job every second for the 6.7 s of its timeline would take about
+    // 7 GetJob calls per job, 280 in all. Each round of the batched sync reads the 40
+    // jobs from 2 or 3 pages.
+    let total = list_pages + get_jobs;
+    assert!(
+        total < JOBS as u64 * 2,
+        "the sync made {list_pages} ListJobs and {get_jobs} GetJob calls for {JOBS} jobs"
+    );
+    assert!(list_pages > 0, "the sync never listed jobs");
+    assert_one_job_each(&setup.submitted_jobs().await, JOBS);
+    for name in &names {
+        let job = api.get(name).await.expect("get failed");
+        let status = job.status.expect("status");
+        assert_eq!(status.job_percent_complete, Some(100), "{name}");
+        assert!(status.finished_at.is_some(), "{name} has no finish time");
+    }
+
+    // With nothing in flight the sync makes no call at all.
+    let before = proxy.calls_of(&setup.namespace.name).await;
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    let after = proxy.calls_of(&setup.namespace.name).await;
+    assert_eq!(
+        before, after,
+        "the operator called AWS with no job in flight"
+    );
+}
+
+#[tokio::test]
+async fn batched_sync_records_error_and_progress() {
+    let error = json!({"status": "ERROR", "errorCode": 1040,
+                       "errorMessage": "Input file s3://example-media-in/missing.mp4 not found"});
+    let steps = json!({"steps": [
+        {"atMs": 0, "status": "SUBMITTED"},
+        {"atMs": 300, "status": "PROGRESSING", "percent": 10, "currentPhase": "TRANSCODING"},
+        {"atMs": 2_300, "status": "PROGRESSING", "percent": 60, "currentPhase": "TRANSCODING"},
+        {"atMs": 4_000, "status": "PROGRESSING", "percent": 60, "currentPhase": "TRANSCODING"},
+        error.clone().as_object().map(|end| {
+            let mut end = end.clone();
+            end.insert("atMs".into(), json!(4_300));
+            Value::Object(end)
+        }).expect("object"),
+    ]});
+    let setup = setup("sync-error", steps).await;
+    let api = setup.namespace.jobs();
+    create(&api, &job_yaml("trailer", "{type: S3}", BASE_SETTINGS)).await;
+
+    let progressing = wait_for(&api, "trailer", "Progressing", |job| {
+        job.status
+            .as_ref()
+            .and_then(|status| status.job_percent_complete)
+            .is_some_and(|percent| percent > 10)
+    })
+    .await;
+    assert_eq!(
+        progressing
+            .status
+            .expect("status")
+            .phase
+            .map(|p| p.to_string())
+            .as_deref(),
+        Some("Progressing")
+    );
+    let failed = wait_for(&api, "trailer", "Error", phase_is("Error")).await;
+    let status = failed.status.expect("status");
+    assert_eq!(status.error_code, Some(1040));
+    assert!(
+        status
+            .error_message
+            .as_deref()
+            .is_some_and(|message| message.contains("missing.mp4")),
+        "{status:?}"
+    );
+}
+
+#[tokio::test]
+async fn poll_mode_reads_each_job_with_get_job() {
+    let setup = setup_with(
+        "polling",
+        timeline(1_500, complete()),
+        &["--status-sync", "poll"],
+    )
+    .await;
+    let api = setup.namespace.jobs();
+    create(&api, &job_yaml("trailer", "{type: S3}", BASE_SETTINGS)).await;
+    wait_for(&api, "trailer", "Complete", phase_is("Complete")).await;
+
+    let (list_pages, get_jobs) = reads(&setup.env.proxy(), &setup.namespace.name).await;
+    assert!(get_jobs >= 1, "polling never read the job");
+    assert_eq!(list_pages, 0, "polling listed jobs");
+}
+
+/// Fifty jobs applied at once while DescribeEndpoints is throttled: the operator uses the
+/// regional endpoint and never asks for one, so every job is submitted once.
+#[tokio::test]
+async fn burst_of_fifty_never_calls_describe_endpoints() {
+    const JOBS: usize = 50;
+    let setup = setup("c16-burst", timeline(300, complete())).await;
+    let proxy = setup.env.proxy();
+    proxy
+        .fault_operator(
+            &setup.namespace.name,
+            json!({"operation": "mediaconvert:DescribeEndpoints", "status": 429,
+                   "errorType": "TooManyRequestsException", "abovePerSecond": 0}),
+        )
+        .await;
+    let api = setup.namespace.jobs();
+    let names: Vec<String> = (1..=JOBS)
+        .map(|index| format!("c16-burst-{index:02}"))
+        .collect();
+
+    apply_all(&api, &names).await;
+    wait_all_complete(&api, &names).await;
+
+    let describe = proxy
+        .call_count(&setup.namespace.name, "mediaconvert:DescribeEndpoints")
+        .await;
+    assert_eq!(describe, 0, "the operator called DescribeEndpoints");
+    let creates = proxy
+        .call_count(&setup.namespace.name, "mediaconvert:CreateJob")
+        .await;
+    assert_eq!(creates, JOBS as u64, "expected one CreateJob per resource");
+    assert_one_job_each(&setup.submitted_jobs().await, JOBS);
+}
