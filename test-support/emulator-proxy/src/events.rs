@@ -234,6 +234,46 @@ pub struct Outbox {
     pub last_error: Option<String>,
 }
 
+/// Outcome of one `PutEvents` call: the positions of the rejected entries
+/// with their error, or an error for the whole call.
+pub type CallResult = Result<Vec<(usize, String)>, String>;
+
+impl Outbox {
+    /// Removes a sent batch of `count` entries from the front of the outbox,
+    /// puts the rejected ones back in their order and updates the counts.
+    /// Returns the error of the call or of its first rejected entry.
+    pub fn settle(&mut self, count: usize, result: CallResult) -> Option<String> {
+        // A reset during the call may have emptied the outbox.
+        let count = count.min(self.pending.len());
+        let sent: Vec<PendingEntry> = self.pending.drain(..count).collect();
+        let (rejected, error) = match result {
+            Ok(rejected) if rejected.is_empty() => {
+                self.published += count as u64;
+                self.last_error = None;
+                return None;
+            }
+            Ok(rejected) => {
+                let error = rejected[0].1.clone();
+                let positions = rejected.into_iter().map(|(position, _)| position);
+                (positions.collect(), error)
+            }
+            Err(error) => ((0..count).collect::<Vec<usize>>(), error),
+        };
+
+        let returned: Vec<&PendingEntry> = rejected
+            .iter()
+            .filter_map(|&position| sent.get(position))
+            .collect();
+        self.published += (count - returned.len()) as u64;
+        self.failed_calls += 1;
+        for entry in returned.into_iter().rev() {
+            self.pending.push_front(entry.clone());
+        }
+        self.last_error = Some(error.clone());
+        Some(error)
+    }
+}
+
 /// Body of `GET /__proxy/events`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -407,5 +447,53 @@ mod tests {
             progress["phaseProgress"]["TRANSCODING"]["status"],
             "PROGRESSING"
         );
+    }
+
+    fn pending(names: &[&str]) -> VecDeque<PendingEntry> {
+        let entry = |name: &&str| PendingEntry {
+            region: "us-east-1".to_string(),
+            entry: json!(name),
+        };
+        names.iter().map(entry).collect()
+    }
+
+    fn names(outbox: &Outbox) -> Vec<&str> {
+        let pending = outbox.pending.iter();
+        pending
+            .map(|pending| pending.entry.as_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn settle_keeps_rejected_entries_in_order() {
+        let mut outbox = Outbox {
+            pending: pending(&["a", "b", "c", "d"]),
+            ..Outbox::default()
+        };
+        let rejected = vec![(0, "first".to_string()), (2, "second".to_string())];
+        let error = outbox.settle(3, Ok(rejected));
+        assert_eq!(error.as_deref(), Some("first"));
+        assert_eq!(names(&outbox), ["a", "c", "d"]);
+        assert_eq!(outbox.published, 1);
+        assert_eq!(outbox.failed_calls, 1);
+        assert_eq!(outbox.last_error.as_deref(), Some("first"));
+
+        assert_eq!(outbox.settle(3, Ok(Vec::new())), None);
+        assert!(outbox.pending.is_empty());
+        assert_eq!(outbox.published, 4);
+        assert_eq!(outbox.last_error, None);
+    }
+
+    #[test]
+    fn settle_keeps_whole_failed_call() {
+        let mut outbox = Outbox {
+            pending: pending(&["a", "b"]),
+            ..Outbox::default()
+        };
+        let error = outbox.settle(2, Err("connection refused".to_string()));
+        assert_eq!(error.as_deref(), Some("connection refused"));
+        assert_eq!(names(&outbox), ["a", "b"]);
+        assert_eq!(outbox.published, 0);
+        assert_eq!(outbox.failed_calls, 1);
     }
 }

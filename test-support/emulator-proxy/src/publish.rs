@@ -10,7 +10,7 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use serde_json::{Value, json};
 use tokio::time::MissedTickBehavior;
 
-use crate::events::PendingEntry;
+use crate::events::{CallResult, PendingEntry};
 use crate::jobs::now_ms;
 use crate::proxy::App;
 use crate::state::Shared;
@@ -85,37 +85,15 @@ async fn send_pending(app: &App) {
 
         let mut state = app.shared.lock();
         let outbox = &mut state.outbox;
-        // A reset during the call may have emptied the outbox.
-        let count = batch.len().min(outbox.pending.len());
-        let sent: Vec<PendingEntry> = outbox.pending.drain(..count).collect();
-        let failed = match result {
-            Ok(failed) if failed.is_empty() => {
-                outbox.published += count as u64;
-                outbox.last_error = None;
-                continue;
-            }
-            Ok(failed) => failed,
-            Err(message) => {
-                let all = (0..count).map(|index| (index, message.clone()));
-                all.collect()
-            }
+        let previous_error = outbox.last_error.clone();
+        let Some(error) = outbox.settle(batch.len(), result) else {
+            continue;
         };
-
-        outbox.published += (count - failed.len().min(count)) as u64;
-        outbox.failed_calls += 1;
-        for (index, _) in failed.iter().rev() {
-            if let Some(entry) = sent.get(*index) {
-                outbox.pending.push_front(entry.clone());
-            }
-        }
-        let message = failed.first().map(|(_, message)| message.clone());
         // Log a failure once until the error changes, since it repeats every tick.
-        if message != outbox.last_error {
-            tracing::error!(error = message.as_deref().unwrap_or_default(),
-                failed = failed.len(), upstream = %app.upstream.base(),
+        if previous_error.as_ref() != Some(&error) {
+            tracing::error!(%error, pending = outbox.pending.len(), upstream = %app.upstream.base(),
                 "Failed to publish job events; retrying every tick");
         }
-        outbox.last_error = message;
         return;
     }
 }
@@ -138,7 +116,7 @@ fn next_batch(shared: &Shared) -> Vec<PendingEntry> {
 
 /// Sends one `PutEvents` call. Returns the positions of the entries that
 /// EventBridge rejected with their error, or an error for the whole call.
-async fn put_events(app: &App, batch: &[PendingEntry]) -> Result<Vec<(usize, String)>, String> {
+async fn put_events(app: &App, batch: &[PendingEntry]) -> CallResult {
     let entries: Vec<&Value> = batch.iter().map(|pending| &pending.entry).collect();
     let body = json!({ "Entries": entries }).to_string();
     let headers = put_events_headers(&batch[0].region)?;
