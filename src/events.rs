@@ -102,6 +102,7 @@ impl JobEvents {
             .observe(&event.job_id, Some(snapshot), event.timestamp_ms)
         {
             Outcome::Stored(seq) => {
+                tracing::debug!(job_id = %event.job_id, status = %event.status, seq, "Applying a job event");
                 if self.sync.written(&event.job_id, seq, WRITE_TIMEOUT).await {
                     self.delete(message).await;
                 } else if receive_count(message) >= MAX_RECEIVES {

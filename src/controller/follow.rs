@@ -101,6 +101,7 @@ pub async fn follow(
     }
     write_status(api, job, &status, false).await?;
     if let Some(seq) = seq {
+        tracing::debug!(job_id, seq, "Status shows the job's latest known state");
         context.sync.mark_written(job_id, seq);
     }
     context.reset_backoff(&job.uid().unwrap_or_default());

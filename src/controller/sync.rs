@@ -3,7 +3,7 @@
 //! following a thousand jobs costs a few dozen calls per round instead of a thousand.
 //! Push events (see [`crate::events`]) feed the same store.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -72,6 +72,12 @@ pub enum Outcome {
 /// arrive before the resource records its job id.
 const MAX_UNTRACKED: usize = 10_000;
 
+/// Most finished jobs remembered, so that their late events change nothing.
+const MAX_FINISHED: usize = 10_000;
+
+/// Written sequence number of a finished job: every observation counts as written.
+const FINISHED: u64 = u64::MAX;
+
 /// State shared by the sync loops, the event reader and the reconciles.
 pub struct StatusSync {
     mediaconvert: Arc<dyn MediaConvert>,
@@ -89,6 +95,8 @@ struct State {
     queue_of: HashMap<String, QueueKey>,
     observations: HashMap<String, Observation>,
     untracked: HashSet<String>,
+    /// Finished jobs, oldest first, up to [`MAX_FINISHED`].
+    finished: VecDeque<String>,
     next_seq: u64,
 }
 
@@ -188,7 +196,8 @@ impl StatusSync {
         }
     }
 
-    /// Stops following `job_id` and drops what is known about it.
+    /// Stops following `job_id`, whose resource finished or went away. Its observations
+    /// count as written from now on, and later ones are ignored.
     pub fn forget(&self, job_id: &str) {
         let mut state = self.state();
         if let Some(key) = state.queue_of.remove(job_id)
@@ -198,8 +207,20 @@ impl StatusSync {
         }
         state.observations.remove(job_id);
         state.untracked.remove(job_id);
+        if self.written.borrow().get(job_id) == Some(&FINISHED) {
+            return;
+        }
+        state.finished.push_back(job_id.to_string());
+        let expired = if state.finished.len() > MAX_FINISHED {
+            state.finished.pop_front()
+        } else {
+            None
+        };
         self.written.send_modify(|written| {
-            written.remove(job_id);
+            written.insert(job_id.to_string(), FINISHED);
+            if let Some(expired) = expired {
+                written.remove(&expired);
+            }
         });
     }
 
@@ -233,6 +254,9 @@ impl StatusSync {
     /// arrive late or twice never move a job backwards.
     pub fn observe(&self, job_id: &str, snapshot: Option<JobSnapshot>, at_ms: i64) -> Outcome {
         let mut state = self.state();
+        if self.written.borrow().get(job_id) == Some(&FINISHED) {
+            return Outcome::Stale;
+        }
         let tracked = state.queue_of.get(job_id).and_then(|key| {
             let queue = state.queues.get(key)?;
             Some(queue.jobs.get(job_id)?.object.clone())

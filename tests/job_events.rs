@@ -1,0 +1,271 @@
+//! Push events: MediaConvert job state changes that an EventBridge rule delivers to an SQS
+//! queue update status without polling, and late or repeated events change nothing.
+
+mod support;
+
+use std::time::Duration;
+
+use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+use aws_sdk_sqs::types::QueueAttributeName;
+use k8s_openapi::api::core::v1::Event;
+use kube::api::ListParams;
+use serde_json::{Value, json};
+use support::*;
+
+/// Operator flags that leave the batched sync idle for the length of a test, so every
+/// status change comes from an event.
+const NO_POLLING: [&str; 4] = [
+    "--poll-interval-seconds",
+    "600",
+    "--max-poll-interval-seconds",
+    "600",
+];
+
+/// An SQS queue fed by an EventBridge rule with the job events of one namespace.
+struct EventQueue {
+    url: String,
+    sqs: aws_sdk_sqs::Client,
+    events: aws_sdk_eventbridge::Client,
+}
+
+impl EventQueue {
+    async fn create(env: &Env, namespace: &str) -> Self {
+        let config = env.sdk_config().await;
+        let sqs = aws_sdk_sqs::Client::new(&config);
+        let events = aws_sdk_eventbridge::Client::new(&config);
+        let url = sqs
+            .create_queue()
+            .queue_name(namespace)
+            .send()
+            .await
+            .expect("CreateQueue failed")
+            .queue_url
+            .expect("queue URL");
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("GetQueueAttributes failed")
+            .attributes
+            .and_then(|attributes| attributes.get(&QueueAttributeName::QueueArn).cloned())
+            .expect("queue ARN");
+        let pattern = json!({
+            "source": ["aws.mediaconvert"],
+            "detail-type": ["MediaConvert Job State Change"],
+            "detail": {"userMetadata": {"mediaconvert.operators.dev/namespace": [namespace]}},
+        });
+        events
+            .put_rule()
+            .name(namespace)
+            .event_pattern(pattern.to_string())
+            .send()
+            .await
+            .expect("PutRule failed");
+        let target = aws_sdk_eventbridge::types::Target::builder()
+            .id("operator")
+            .arn(arn)
+            .build()
+            .expect("target");
+        events
+            .put_targets()
+            .rule(namespace)
+            .targets(target)
+            .send()
+            .await
+            .expect("PutTargets failed");
+        Self { url, sqs, events }
+    }
+
+    /// Publishes a job state change as MediaConvert would, with `detail` merged into the
+    /// fields every such event has.
+    async fn publish(&self, namespace: &str, name: &str, job: &Value, detail: Value) {
+        let mut full = json!({
+            "queue": job["queue"],
+            "jobId": job["id"],
+            "userMetadata": {
+                "mediaconvert.operators.dev/namespace": namespace,
+                "mediaconvert.operators.dev/name": name,
+            },
+        });
+        for (key, value) in detail.as_object().expect("detail object") {
+            full[key] = value.clone();
+        }
+        let entry = PutEventsRequestEntry::builder()
+            .source("aws.mediaconvert")
+            .detail_type("MediaConvert Job State Change")
+            .detail(full.to_string())
+            .build();
+        let output = self
+            .events
+            .put_events()
+            .entries(entry)
+            .send()
+            .await
+            .expect("PutEvents failed");
+        assert_eq!(output.failed_entry_count, 0, "{output:?}");
+    }
+
+    /// Waits until the queue holds no message, visible or in flight: the operator has
+    /// applied and deleted every event.
+    async fn wait_drained(&self) {
+        wait_until("the event queue to drain", || async {
+            let attributes = self
+                .sqs
+                .get_queue_attributes()
+                .queue_url(&self.url)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+                .send()
+                .await
+                .expect("GetQueueAttributes failed")
+                .attributes
+                .unwrap_or_default();
+            attributes.values().all(|count| count == "0")
+        })
+        .await;
+    }
+}
+
+async fn start(prefix: &str, timeline: Value) -> (Setup, EventQueue) {
+    let (env, namespace, seeded) = prepare(prefix, timeline).await;
+    let queue = EventQueue::create(&env, &namespace.name).await;
+    let mut args: Vec<&str> = NO_POLLING.to_vec();
+    args.extend(["--events-queue-url", &queue.url]);
+    let operator = Operator::start_with(&namespace.name, &args);
+    let setup = Setup {
+        env,
+        namespace,
+        operator,
+        seeded,
+    };
+    (setup, queue)
+}
+
+#[tokio::test]
+async fn events_carry_jobs_to_complete_without_reads() {
+    const JOBS: usize = 3;
+    let mut steps = timeline(2_000, complete());
+    steps["publishEvents"] = json!(true);
+    let (setup, queue) = start("events", steps).await;
+    let api = setup.namespace.jobs();
+    for index in 0..JOBS {
+        create(
+            &api,
+            &job_yaml(&format!("episode-{index}"), "{type: S3}", BASE_SETTINGS),
+        )
+        .await;
+    }
+    for index in 0..JOBS {
+        let done = wait_for(
+            &api,
+            &format!("episode-{index}"),
+            "Complete",
+            phase_is("Complete"),
+        )
+        .await;
+        let status = done.status.expect("status");
+        assert_eq!(status.job_percent_complete, Some(100));
+        assert!(
+            !status.outputs.is_empty(),
+            "no outputs recorded: {status:?}"
+        );
+        assert!(status.finished_at.is_some(), "no finish time: {status:?}");
+    }
+    queue.wait_drained().await;
+
+    let proxy = setup.env.proxy();
+    let name = &setup.namespace.name;
+    let list_pages = proxy.call_count(name, "mediaconvert:ListJobs").await;
+    let get_jobs = proxy.call_count(name, "mediaconvert:GetJob").await;
+    // An event can reach a resource before its CreateJob response is recorded; the
+    // operator then looks its job up once with ListJobs. Status itself needs no read.
+    assert_eq!(get_jobs, 0, "status came from GetJob, not events");
+    assert!(
+        list_pages <= JOBS as u64,
+        "{list_pages} ListJobs calls for {JOBS} jobs: status came from the sync"
+    );
+    assert!(proxy.call_count(name, "sqs:DeleteMessage").await > 0);
+}
+
+#[tokio::test]
+async fn late_and_repeated_events_leave_status_correct() {
+    // The job progresses for ten minutes in the emulator; only the events below move it.
+    let (setup, queue) = start("late-events", timeline(600_000, complete())).await;
+    let api = setup.namespace.jobs();
+    let namespace = setup.namespace.name.clone();
+    create(&api, &job_yaml("trailer", "{type: S3}", BASE_SETTINGS)).await;
+    let submitted = wait_for(&api, "trailer", "submitted", |job| {
+        job.status
+            .as_ref()
+            .is_some_and(|status| status.job_id.is_some())
+    })
+    .await;
+    let status = submitted.status.expect("status");
+    let mediaconvert_job = json!({"id": status.job_id, "queue": status.queue});
+    let at = mediaconvert_operator::controller::sync::now_ms();
+    let progress = |percent: i64, offset_ms: i64| {
+        json!({"status": "STATUS_UPDATE", "timestamp": at + offset_ms,
+               "jobProgress": {"jobPercentComplete": percent, "currentPhase": "TRANSCODING"}})
+    };
+
+    // Progress arrives newest first, then again.
+    for detail in [
+        progress(60, 2_000),
+        progress(30, 1_000),
+        progress(60, 2_000),
+    ] {
+        queue
+            .publish(&namespace, "trailer", &mediaconvert_job, detail)
+            .await;
+    }
+    queue.wait_drained().await;
+    let job = wait_for(&api, "trailer", "at 60 %", |job| {
+        job.status
+            .as_ref()
+            .and_then(|status| status.job_percent_complete)
+            == Some(60)
+    })
+    .await;
+    assert_eq!(
+        job.status
+            .and_then(|status| status.phase)
+            .map(|phase| phase.to_string())
+            .as_deref(),
+        Some("Progressing")
+    );
+
+    // Completion, then a late progress event and the completion again.
+    let complete = json!({"status": "COMPLETE", "timestamp": at + 5_000,
+        "outputGroupDetails": [{"outputDetails": [{"outputFilePaths": ["s3://example-media-out/trailer.mp4"]}]}]});
+    for detail in [complete.clone(), progress(90, 3_000), complete] {
+        queue
+            .publish(&namespace, "trailer", &mediaconvert_job, detail)
+            .await;
+    }
+    queue.wait_drained().await;
+    let done = wait_for(&api, "trailer", "Complete", phase_is("Complete")).await;
+    // The status stays complete after the late events are applied.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let job = api.get("trailer").await.expect("get failed");
+    assert_eq!(job.status, done.status, "a late event changed the status");
+    let status = job.status.expect("status");
+    assert_eq!(status.outputs, ["s3://example-media-out/trailer.mp4"]);
+    assert_eq!(status.job_percent_complete, Some(100));
+
+    let events: kube::Api<Event> = kube::Api::namespaced(setup.env.client.clone(), &namespace);
+    let completions = events
+        .list(&ListParams::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|event| event.reason.as_deref() == Some("Complete"))
+        .map(|event| event.count.unwrap_or(1))
+        .sum::<i32>();
+    assert_eq!(
+        completions, 1,
+        "the completion was announced {completions} times"
+    );
+}
