@@ -107,7 +107,7 @@ impl EventQueue {
         assert_eq!(output.failed_entry_count, 0, "{output:?}");
     }
 
-    /// Waits until the queue holds no message, visible or in flight: the operator has
+    /// Waits until the queue has no message, visible or in flight: the operator has
     /// applied and deleted every event.
     async fn wait_drained(&self) {
         wait_until("the event queue to drain", || async {

@@ -47,7 +47,7 @@ fn assert_one_job_each(jobs: &[Value], expected: usize) {
 }
 
 #[tokio::test]
-async fn batched_sync_reads_many_jobs_per_call_and_idles_at_zero() {
+async fn batched_sync_reads_pages_and_stops_when_idle() {
     const JOBS: usize = 40;
     const PROGRESS_MS: u64 = 6_000;
     let setup = setup("batched", timeline(PROGRESS_MS, complete())).await;
@@ -148,7 +148,7 @@ async fn poll_mode_reads_each_job_with_get_job() {
 }
 
 /// Fifty jobs applied at once while DescribeEndpoints is throttled: the operator uses the
-/// regional endpoint and never asks for one, so every job is submitted once.
+/// regional endpoint and never calls it, so every job is submitted once.
 #[tokio::test]
 async fn burst_of_fifty_never_calls_describe_endpoints() {
     const JOBS: usize = 50;
