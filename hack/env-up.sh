@@ -24,13 +24,15 @@ KUBECONFIG_FILE="$MCO_ENV_DIR/kubeconfig"
 
 usage() {
     cat <<EOF
-Usage: hack/env-up.sh [--replace] [ENV_FILE]
+Usage: hack/env-up.sh [--replace] [--local-jobs] [ENV_FILE]
 
 Starts etcd, kube-apiserver, fakecloud and emulator-proxy on free loopback
 ports and writes ENV_FILE (default $DEFAULT_ENV_FILE) for \`source\`.
 
-  --replace   stop a running environment first instead of failing
-  -h, --help  print this help
+  --replace     stop a running environment first instead of failing
+  --local-jobs  let the proxy keep MediaConvert jobs itself instead of in fakecloud,
+                whose ListJobs slows down as jobs pile up over a test run
+  -h, --help    print this help
 
 Environment:
   MCO_ENV_DIR            state, logs and pid files (now $MCO_ENV_DIR)
@@ -234,8 +236,10 @@ fakecloud_is_healthy() {
 # Port 0 makes the proxy bind a free port itself, so no other program can take
 # the port first. The proxy then prints `listening on ADDR` on stdout.
 launch_emulator_proxy() {
+    local extra=()
+    [[ $LOCAL_JOBS == true ]] && extra+=(--local-jobs)
     launch_component emulator-proxy "$EMULATOR_PROXY_BIN" \
-        --listen 127.0.0.1:0 --upstream "$FAKECLOUD_URL"
+        --listen 127.0.0.1:0 --upstream "$FAKECLOUD_URL" "${extra[@]}"
 }
 
 emulator_proxy_is_listening() {
@@ -351,11 +355,14 @@ Logs are in $ENV_LOG_DIR. Stop it with hack/env-down.sh (--purge also deletes it
 EOF
 }
 
+LOCAL_JOBS=false
+
 main() {
     local replace=false env_file=""
     while (($# > 0)); do
         case $1 in
         --replace) replace=true ;;
+        --local-jobs) LOCAL_JOBS=true ;;
         -h | --help) usage && exit 0 ;;
         -*) usage >&2 && die "unknown option '$1'" ;;
         *)

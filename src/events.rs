@@ -16,6 +16,16 @@ use crate::controller::sync::{Outcome, StatusSync};
 pub const EVENT_SOURCE: &str = "aws.mediaconvert";
 pub const EVENT_DETAIL_TYPE: &str = "MediaConvert Job State Change";
 
+/// Event statuses that report a job state.
+const JOB_STATES: [&str; 6] = [
+    "SUBMITTED",
+    "PROGRESSING",
+    "STATUS_UPDATE",
+    "COMPLETE",
+    "ERROR",
+    "CANCELED",
+];
+
 /// Maximum wait for the status write of one event before its message is left to return.
 /// It stays below SQS's default visibility timeout of 30 seconds.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -89,7 +99,7 @@ impl JobEvents {
         let Some(event) = JobEvent::parse(body) else {
             tracing::debug!(
                 message_id = message.message_id(),
-                "Deleting a message that is no MediaConvert job event"
+                "Deleting a message that carries no MediaConvert job state"
             );
             self.delete(message).await;
             return;
@@ -162,7 +172,8 @@ pub struct JobEvent {
 }
 
 impl JobEvent {
-    /// Reads an EventBridge event as SQS delivers it. Returns `None` for anything else.
+    /// Reads an EventBridge event as SQS delivers it. Returns `None` for anything else,
+    /// including job events that report no state, such as warnings.
     pub fn parse(body: &str) -> Option<Self> {
         let event: Value = serde_json::from_str(body).ok()?;
         if event.get("source")?.as_str()? != EVENT_SOURCE
@@ -173,6 +184,10 @@ impl JobEvent {
         let detail = event.get("detail")?.as_object()?.clone();
         let job_id = detail.get("jobId")?.as_str()?.to_string();
         let status = detail.get("status")?.as_str()?.to_string();
+        // Other statuses, such as INPUT_INFORMATION or NEW_WARNING, carry no job state.
+        if !JOB_STATES.contains(&status.as_str()) {
+            return None;
+        }
         let timestamp_ms = detail
             .get("timestamp")
             .and_then(Value::as_f64)
@@ -342,5 +357,8 @@ mod tests {
         assert_eq!(JobEvent::parse("not json"), None);
         let no_job = body(json!({"timestamp": 1, "status": "COMPLETE"}));
         assert_eq!(JobEvent::parse(&no_job), None);
+        let warning = body(json!({"timestamp": 1, "jobId": "1700000000000-abc123",
+                                  "status": "NEW_WARNING", "warningCode": 230005}));
+        assert_eq!(JobEvent::parse(&warning), None);
     }
 }

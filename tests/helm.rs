@@ -89,6 +89,43 @@ fn service_monitor_renders_when_enabled() {
     assert!(rendered.contains("port: metrics"), "{rendered}");
 }
 
+#[test]
+fn events_queue_renders_flags_only_when_set() {
+    let deployment = Some("templates/deployment.yaml");
+    let plain = render(deployment, &[]);
+    assert!(plain.contains("--status-sync=batched"), "{plain}");
+    assert!(!plain.contains("--events-queue-url"), "{plain}");
+
+    let url = "https://sqs.eu-west-1.amazonaws.com/111122223333/mediaconvert-job-events";
+    let queue = format!("events.queueUrl={url}");
+    let rendered = render(deployment, &[&queue, "events.queueRegion=eu-west-1"]);
+    assert!(
+        rendered.contains(&format!("--events-queue-url={url}")),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("--events-queue-region=eu-west-1"),
+        "{rendered}"
+    );
+}
+
+#[test]
+fn schema_rejects_unknown_status_sync() {
+    let output = std::process::Command::new(chart::helm_bin())
+        .args([
+            "template",
+            "r",
+            CHART,
+            "--set",
+            "operator.statusSync=events",
+        ])
+        .output()
+        .expect("failed to run helm");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "an unknown sync mode rendered");
+    assert!(stderr.contains("statusSync"), "{stderr}");
+}
+
 /// The API server's PodSecurity admission judges a pod built from the rendered template
 /// in a namespace that enforces the restricted profile. The dry run creates nothing.
 #[tokio::test]

@@ -272,7 +272,10 @@ async fn canceled_job_ends_canceled() {
 
 #[tokio::test]
 async fn vanished_job_reported_not_polled() {
-    let setup = setup("vanished", timeline(600_000, complete())).await;
+    // Polling reads the job with GetJob alone, so a GetJob fault makes it vanish; the
+    // batched sync would still find it in the proxy's listings.
+    let polling = ["--status-sync", "poll"];
+    let setup = setup_with("vanished", timeline(600_000, complete()), &polling).await;
     let namespace = &setup.namespace.name;
     let proxy = setup.env.proxy();
     let api = setup.namespace.jobs();

@@ -34,8 +34,8 @@ async fn metrics_after_run_show_series() {
     ];
     let aws = "mediaconvert_operator_aws_requests_total";
     assert_eq!(samples.sum(aws, &create_job), 1.0, "{samples:?}");
-    let get_job = ["operation=\"GetJob\"", "outcome=\"success\""];
-    assert!(samples.sum(aws, &get_job) >= 1.0, "{samples:?}");
+    let list_jobs = ["operation=\"ListJobs\"", "outcome=\"success\""];
+    assert!(samples.sum(aws, &list_jobs) >= 1.0, "{samples:?}");
     assert!(samples.sum(aws, &["service=\"KMS\"", "operation=\"DescribeKey\""]) >= 2.0);
     assert!(samples.sum(aws, &["service=\"S3\"", "operation=\"GetBucketLocation\""]) >= 1.0);
     let timed_calls = samples.sum(
