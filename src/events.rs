@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 
 use crate::aws::JobSnapshot;
 use crate::controller::sync::{Outcome, StatusSync};
+use crate::metrics::Metrics;
 
 /// Source and detail type of MediaConvert's job events.
 pub const EVENT_SOURCE: &str = "aws.mediaconvert";
@@ -42,6 +43,7 @@ pub struct JobEvents {
     client: aws_sdk_sqs::Client,
     queue_url: String,
     sync: Arc<StatusSync>,
+    metrics: Arc<Metrics>,
 }
 
 impl JobEvents {
@@ -50,6 +52,7 @@ impl JobEvents {
         region: &str,
         queue_url: String,
         sync: Arc<StatusSync>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let config = aws_sdk_sqs::config::Builder::from(config)
             .region(aws_sdk_sqs::config::Region::new(region.to_string()))
@@ -59,6 +62,7 @@ impl JobEvents {
             client: aws_sdk_sqs::Client::from_conf(config),
             queue_url,
             sync,
+            metrics,
         }
     }
 
@@ -101,6 +105,7 @@ impl JobEvents {
                 message_id = message.message_id(),
                 "Deleting a message that carries no MediaConvert job state"
             );
+            self.metrics.job_event("not_state");
             self.delete(message).await;
             return;
         };
@@ -114,20 +119,25 @@ impl JobEvents {
             Outcome::Stored(seq) => {
                 tracing::debug!(job_id = %event.job_id, status = %event.status, seq, "Applying a job event");
                 if self.sync.written(&event.job_id, seq, WRITE_TIMEOUT).await {
+                    self.metrics.job_event("applied");
                     self.delete(message).await;
                 } else if receive_count(message) >= MAX_RECEIVES {
+                    self.metrics.job_event("expired");
                     tracing::warn!(job_id = %event.job_id, status = %event.status, "Status of a job event was not written after repeated deliveries; deleting it and leaving the job to the status sync");
                     self.delete(message).await;
                 } else {
+                    self.metrics.job_event("returned");
                     tracing::debug!(job_id = %event.job_id, "Status of a job event not written yet; the message returns to the queue");
                 }
             }
             Outcome::Stale => {
                 tracing::debug!(job_id = %event.job_id, status = %event.status, "Ignoring a job event older than the known state");
+                self.metrics.job_event("stale");
                 self.delete(message).await;
             }
             Outcome::Unknown => {
                 tracing::debug!(job_id = %event.job_id, "Ignoring an event of a job no resource owns");
+                self.metrics.job_event("unowned");
                 self.delete(message).await;
             }
         }

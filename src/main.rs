@@ -211,7 +211,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .events_queue_region
             .as_deref()
             .unwrap_or(&args.default_region);
-        JobEvents::new(&aws, region, queue_url, context.sync.clone())
+        JobEvents::new(
+            &aws,
+            region,
+            queue_url,
+            context.sync.clone(),
+            metrics.clone(),
+        )
     });
     let controller = {
         let namespaces = args.namespaces.clone();

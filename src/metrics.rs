@@ -4,7 +4,7 @@
 //! names), never an object name or an error's text, so the number of series stays fixed
 //! however many jobs come and go.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use aws_smithy_runtime_api::box_error::BoxError;
@@ -24,6 +24,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::api::MediaConvertJob;
+use crate::controller::sync::StatusSync;
 
 /// Prefix of every metric name.
 const PREFIX: &str = "mediaconvert_operator";
@@ -54,6 +55,11 @@ struct PhaseLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: String,
 }
@@ -80,6 +86,10 @@ pub struct Metrics {
     resources: Family<PhaseLabels, Gauge>,
     validation_failures: Family<ReasonLabels, Counter>,
     leader: Gauge,
+    synced_jobs: Gauge,
+    job_events: Family<ResultLabels, Counter>,
+    /// Status sync whose followed jobs are counted on each scrape.
+    sync: Mutex<Option<Arc<StatusSync>>>,
     /// Reflector stores of the watched namespaces, counted by phase on each scrape.
     stores: Mutex<Vec<Store<MediaConvertJob>>>,
 }
@@ -92,6 +102,8 @@ impl Default for Metrics {
         let resources = Family::<PhaseLabels, Gauge>::default();
         let validation_failures = Family::<ReasonLabels, Counter>::default();
         let leader = Gauge::default();
+        let synced_jobs = Gauge::default();
+        let job_events = Family::<ResultLabels, Counter>::default();
         let aws = aws_calls();
 
         let mut registry = Registry::with_prefix(PREFIX);
@@ -126,6 +138,16 @@ impl Default for Metrics {
             leader.clone(),
         );
         registry.register(
+            "status_sync_jobs",
+            "Submitted jobs the status sync follows",
+            synced_jobs.clone(),
+        );
+        registry.register(
+            "job_events",
+            "MediaConvert job events read from SQS, by result: applied, stale, unowned, not_state, expired or returned",
+            job_events.clone(),
+        );
+        registry.register(
             "aws_requests",
             "AWS request attempts by service, operation and outcome",
             aws.requests.clone(),
@@ -143,6 +165,9 @@ impl Default for Metrics {
             resources,
             validation_failures,
             leader,
+            synced_jobs,
+            job_events,
+            sync: Mutex::default(),
             stores: Mutex::default(),
         }
     }
@@ -193,9 +218,24 @@ impl Metrics {
         lock(&self.stores).push(store);
     }
 
+    /// Counts the jobs of `sync` on each scrape.
+    pub fn watch_sync(&self, sync: Arc<StatusSync>) {
+        *lock(&self.sync) = Some(sync);
+    }
+
+    /// Counts a job event read from SQS by what became of it.
+    pub fn job_event(&self, result: &'static str) {
+        self.job_events
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
     /// Encodes every metric in the OpenMetrics text format.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         self.count_phases();
+        if let Some(sync) = lock(&self.sync).as_ref() {
+            self.synced_jobs.set(sync.tracked() as i64);
+        }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)

@@ -268,4 +268,15 @@ async fn late_and_repeated_events_leave_status_correct() {
         completions, 1,
         "the completion was announced {completions} times"
     );
+
+    // Whatever order SQS delivered them in, each of the six events was applied or found
+    // stale, and at least the duplicate and the late progress were stale.
+    let samples = support::scrape::metrics(&setup.operator.metrics_url().await).await;
+    let counted = |result: &str| {
+        let label = format!("result=\"{result}\"");
+        samples.sum("mediaconvert_operator_job_events_total", &[label.as_str()])
+    };
+    let (applied, stale) = (counted("applied"), counted("stale"));
+    assert_eq!(applied + stale, 6.0, "{samples:?}");
+    assert!(applied >= 2.0 && stale >= 2.0, "{samples:?}");
 }

@@ -78,6 +78,10 @@ async fn batched_sync_reads_pages_and_stops_when_idle() {
         assert!(status.finished_at.is_some(), "{name} has no finish time");
     }
 
+    let samples = support::scrape::metrics(&setup.operator.metrics_url().await).await;
+    let followed = samples.value("mediaconvert_operator_status_sync_jobs");
+    assert_eq!(followed, 0.0, "finished jobs are still followed");
+
     // With nothing in flight the sync makes no call at all.
     let before = proxy.calls_of(&setup.namespace.name).await;
     tokio::time::sleep(std::time::Duration::from_secs(6)).await;

@@ -193,6 +193,7 @@ impl Context {
 
     /// Replaces the metrics and health state, which the HTTP server also reads.
     pub fn with_telemetry(self, metrics: Arc<Metrics>, health: Arc<Health>) -> Self {
+        metrics.watch_sync(self.sync.clone());
         Self {
             metrics,
             health,
