@@ -33,6 +33,9 @@ use sync::{StatusSync, SyncIntervals};
 /// Finalizer that lets the operator cancel a running job before its resource goes away.
 pub const FINALIZER: &str = "mediaconvert.operators.dev/cancel-job";
 
+/// Annotation in which client-side `kubectl apply` keeps a copy of the whole object.
+const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// Field manager of the operator's status writes.
 pub const MANAGER: &str = "mediaconvert-operator";
 
@@ -290,7 +293,9 @@ async fn watch(
     // Only spec edits (generation) and finalizer changes start a reconcile. The operator's
     // own status writes do not, so a status patch never feeds back into another pass.
     // The status sync wakes a resource when its job changed; requeues are the safety net.
-    // Managed fields are dropped from the cache, as the operator never reads them.
+    // The cache keeps no managed fields, no client-side apply annotation and no job
+    // settings: submission reads the object afresh, so with thousands of resources the
+    // cache holds only what following them needs.
     let (reader, writer) = reflector::store();
     context.metrics.watch_store(reader.clone());
     let changes = watcher(jobs, watcher::Config::default().any_semantic())
@@ -302,6 +307,8 @@ async fn watch(
         .default_backoff()
         .modify(|job| {
             job.managed_fields_mut().clear();
+            job.annotations_mut().remove(LAST_APPLIED_ANNOTATION);
+            job.spec.settings = serde_json::Value::Null;
         })
         .reflect(writer)
         .applied_objects()

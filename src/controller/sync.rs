@@ -305,10 +305,11 @@ impl StatusSync {
                 continue;
             }
             match self.round(&key, jobs).await {
-                Ok(0) => interval = interval.saturating_mul(2).min(max),
-                Ok(changed) => {
-                    tracing::debug!(region = %key.region, queue = %key.queue, changed, "Synced job states");
-                    interval = min;
+                Ok(changes) => {
+                    if changes.moved + changes.progressed > 0 {
+                        tracing::debug!(region = %key.region, queue = %key.queue, moved = changes.moved, progressed = changes.progressed, "Synced job states");
+                    }
+                    interval = changes.next_interval(interval, self.intervals);
                 }
                 Err(error) => {
                     tracing::warn!(%error, region = %key.region, queue = %key.queue, "Status sync failed; retrying");
@@ -346,15 +347,23 @@ impl StatusSync {
         &self,
         key: &QueueKey,
         mut missing: HashMap<String, TrackedJob>,
-    ) -> Result<usize, AwsError> {
-        let mut changed = 0;
+    ) -> Result<Changes, AwsError> {
+        let mut changes = Changes::default();
         let mut record = |id: &str, snapshot: Option<JobSnapshot>| {
-            let known = self.observation(id);
-            if known.as_ref().map(|known| &known.snapshot) == Some(&snapshot) {
+            let known = self.observation(id).map(|known| known.snapshot);
+            if known.as_ref() == Some(&snapshot) {
                 return;
             }
+            let status = |snapshot: &Option<JobSnapshot>| {
+                snapshot.as_ref().map(|snapshot| snapshot.status.clone())
+            };
+            let moved = known.as_ref().map(status) != Some(status(&snapshot));
             if let Outcome::Stored(_) = self.observe(id, snapshot, now_ms()) {
-                changed += 1;
+                if moved {
+                    changes.moved += 1;
+                } else {
+                    changes.progressed += 1;
+                }
             }
         };
 
@@ -389,7 +398,7 @@ impl StatusSync {
             let snapshot = self.mediaconvert.get_job(&key.region, &id).await?;
             record(&id, snapshot);
         }
-        Ok(changed)
+        Ok(changes)
     }
 
     /// Reads the `status` listing of `key`, newest first, and returns the jobs of
@@ -436,6 +445,33 @@ impl StatusSync {
             }
         }
         Ok(found)
+    }
+}
+
+/// What one round found changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Changes {
+    /// Jobs seen for the first time, or in another status than before.
+    moved: usize,
+    /// Jobs in the same status as before with other progress.
+    progressed: usize,
+}
+
+impl Changes {
+    /// Interval before the next round. A job that changed status brings the next round to
+    /// `min`, because its resource may be waiting on it. Progress alone lets the interval
+    /// double up to four times `min`, so a queue full of long transcodes is read less often
+    /// while its percentages rise. With no change at all it doubles up to `max`.
+    fn next_interval(self, interval: Duration, intervals: SyncIntervals) -> Duration {
+        let SyncIntervals { min, max } = intervals;
+        let doubled = interval.saturating_mul(2);
+        if self.moved > 0 {
+            min
+        } else if self.progressed > 0 {
+            doubled.min(min.saturating_mul(4)).min(max).max(min)
+        } else {
+            doubled.min(max)
+        }
     }
 }
 
@@ -500,6 +536,37 @@ mod tests {
             at_ms,
             seq: 1,
         }
+    }
+
+    const INTERVALS: SyncIntervals = SyncIntervals {
+        min: Duration::from_secs(5),
+        max: Duration::from_secs(60),
+    };
+
+    fn next(moved: usize, progressed: usize, seconds: u64) -> u64 {
+        let changes = Changes { moved, progressed };
+        changes
+            .next_interval(Duration::from_secs(seconds), INTERVALS)
+            .as_secs()
+    }
+
+    #[test]
+    fn status_change_reads_again_soon() {
+        assert_eq!(next(1, 30, 60), 5);
+    }
+
+    #[test]
+    fn progress_alone_stretches_interval_to_four_times_minimum() {
+        assert_eq!(next(0, 30, 5), 10);
+        assert_eq!(next(0, 30, 10), 20);
+        assert_eq!(next(0, 30, 20), 20);
+        assert_eq!(next(0, 30, 60), 20);
+    }
+
+    #[test]
+    fn quiet_queue_backs_off_to_maximum() {
+        assert_eq!(next(0, 0, 40), 60);
+        assert_eq!(next(0, 0, 60), 60);
     }
 
     #[test]
