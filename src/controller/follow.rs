@@ -127,6 +127,24 @@ pub async fn follow(
     Ok(Action::requeue(next_check(job, &status, context)))
 }
 
+/// Hands a job that was just submitted to the batched sync.
+pub fn start_following(
+    job: &MediaConvertJob,
+    status: &MediaConvertJobStatus,
+    job_id: &str,
+    context: &Context,
+) {
+    if context.settings.status_sync != StatusSyncMode::Batched {
+        return;
+    }
+    let region = status.region_or(context.checker.region_of(&job.spec));
+    let mut submitted = job.clone();
+    submitted.status = Some(status.clone());
+    context
+        .sync
+        .track(job_id, queue_key(&submitted, &region), tracked(&submitted));
+}
+
 /// Delay until the resource is reconciled again without news of its job: the poll
 /// interval when polling, otherwise the sync's longest interval, as a safety net for a
 /// missed wake-up. An `activeDeadlineSeconds` that runs out sooner shortens it.

@@ -154,7 +154,7 @@ pub struct Context {
     pub mediaconvert: Arc<dyn MediaConvert>,
     pub sync: Arc<StatusSync>,
     pub checker: Checker,
-    pub recorder: Recorder,
+    pub recorder: EventRecorder,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
@@ -181,7 +181,7 @@ impl Context {
             max: settings.max_poll_interval.max(settings.poll_interval),
         };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: EventRecorder::new(client.clone(), reporter),
             client,
             sync: Arc::new(StatusSync::new(mediaconvert.clone(), intervals)),
             mediaconvert,
@@ -244,6 +244,50 @@ impl Context {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         failures.remove(uid);
+    }
+}
+
+/// Publishes Kubernetes Events through kube's [`Recorder`], which merges repeats of an
+/// Event into a series. The recorder keeps every Event of the last six minutes for that,
+/// and scans them all on each publish, which with thousands of resources costs tens of
+/// MiB and much CPU. So a fresh recorder takes over after [`EVENTS_PER_RECORDER`] Events;
+/// a repeat that spans the switch starts a new Event instead of extending the series.
+pub struct EventRecorder {
+    client: Client,
+    reporter: Reporter,
+    current: Mutex<(Recorder, usize)>,
+}
+
+/// Events one recorder publishes before a fresh one takes over.
+const EVENTS_PER_RECORDER: usize = 1_000;
+
+impl EventRecorder {
+    fn new(client: Client, reporter: Reporter) -> Self {
+        let recorder = Recorder::new(client.clone(), reporter.clone());
+        Self {
+            client,
+            reporter,
+            current: Mutex::new((recorder, 0)),
+        }
+    }
+
+    pub async fn publish(
+        &self,
+        event: &kube::runtime::events::Event,
+        reference: &k8s_openapi::api::core::v1::ObjectReference,
+    ) -> Result<(), kube::Error> {
+        let recorder = {
+            let mut current = self
+                .current
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if current.1 >= EVENTS_PER_RECORDER {
+                *current = (Recorder::new(self.client.clone(), self.reporter.clone()), 0);
+            }
+            current.1 += 1;
+            current.0.clone()
+        };
+        recorder.publish(event, reference).await
     }
 }
 

@@ -383,6 +383,9 @@ async fn create(
             write_status(api, job, &status, false).await?;
             context.reset_backoff(&job.uid().unwrap_or_default());
             tracing::info!(job_id = %snapshot.id, region = %validated.region, "Submitted job");
+            // Followed from now on, not from the next reconcile, which a backlog of new
+            // resources may hold up.
+            super::follow::start_following(job, &status, &snapshot.id, context);
             let note = format!(
                 "Submitted MediaConvert job {} in {}",
                 snapshot.id, validated.region

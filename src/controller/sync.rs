@@ -327,12 +327,29 @@ impl StatusSync {
         }
     }
 
+    /// Jobs of `key` whose state may still change. A job is known by its latest
+    /// observation when there is one, because its resource may not have caught up yet.
+    /// Jobs already seen finished, or gone, are left out until their resource records it,
+    /// so a backlog of reconciles never makes the sync read them again.
     fn jobs_of(&self, key: &QueueKey) -> HashMap<String, TrackedJob> {
-        self.state()
-            .queues
-            .get(key)
-            .map(|queue| queue.jobs.clone())
-            .unwrap_or_default()
+        let state = self.state();
+        let Some(queue) = state.queues.get(key) else {
+            return HashMap::new();
+        };
+        let mut jobs = HashMap::with_capacity(queue.jobs.len());
+        for (id, job) in &queue.jobs {
+            let mut job = job.clone();
+            match state.observations.get(id).map(|known| &known.snapshot) {
+                Some(Some(snapshot)) if rank(&snapshot.status) == 2 => continue,
+                Some(None) => continue,
+                Some(Some(snapshot)) if rank(&snapshot.status) > rank(&job.status) => {
+                    job.status = snapshot.status.clone();
+                }
+                _ => {}
+            }
+            jobs.insert(id.clone(), job);
+        }
+        jobs
     }
 
     /// Reads the state of every job in `jobs` with as few calls as it can, stores what
