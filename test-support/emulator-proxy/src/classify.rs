@@ -140,6 +140,17 @@ fn signing_service(request: &RequestView<'_>) -> Option<String> {
     }
 }
 
+/// Returns the region of the request's credential scope, or `None` for an
+/// unsigned request.
+pub fn signing_region(request: &RequestView<'_>) -> Option<String> {
+    let credential = credential(request)?;
+    let parts: Vec<&str> = credential.split('/').collect();
+    match parts.as_slice() {
+        [.., region, _, "aws4_request"] if !region.is_empty() => Some(region.to_string()),
+        _ => None,
+    }
+}
+
 /// Returns the access key ID the request was signed with, the first part of the
 /// credential, or `None` for an unsigned request.
 pub fn access_key_id(request: &RequestView<'_>) -> Option<String> {
@@ -585,5 +596,21 @@ mod tests {
             Some("test-ns")
         );
         assert_eq!(access_key_id(&view(&unsigned, None)), None);
+    }
+
+    #[test]
+    fn region_from_credential_scope() {
+        let method = Method::GET;
+        let signed = scope_header("mediaconvert");
+        let unsigned = HeaderMap::new();
+        let view = |headers| RequestView {
+            method: &method,
+            path: "/2017-08-29/jobs",
+            query: None,
+            headers,
+            body: b"",
+        };
+        assert_eq!(signing_region(&view(&signed)).as_deref(), Some("us-east-1"));
+        assert_eq!(signing_region(&view(&unsigned)), None);
     }
 }

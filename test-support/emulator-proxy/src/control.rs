@@ -1,14 +1,17 @@
 //! Control API under `/__proxy/`: call counts, created jobs, timelines,
-//! faults and reset. The crate documentation lists the routes.
+//! faults, published events and reset. The crate documentation lists the
+//! routes.
 
 use hyper::{Method, Response, StatusCode};
-use serde_json::json;
+use serde::Serialize;
+use serde_json::{Value, json};
 
+use crate::events::OutboxView;
 use crate::faults::{FaultConfig, FaultRule};
-use crate::jobs::now_ms;
+use crate::jobs::{SettingsJson, now_ms};
 use crate::proxy::{App, BufferedRequest, CONTROL_PREFIX};
 use crate::reply::{self, Body, control_error};
-use crate::state::{CreatedJob, State};
+use crate::state::State;
 use crate::timeline::{TimelineConfig, TimelineRule};
 
 /// Handles a request under [`CONTROL_PREFIX`].
@@ -24,7 +27,8 @@ pub fn handle(app: &App, request: &BufferedRequest) -> Response<Body> {
             state.calls_by_access_key.clear();
             reply::json(StatusCode::OK, &json!({}))
         }
-        ("jobs", "GET") => reply::json(StatusCode::OK, &jobs_view(&state)),
+        ("jobs", "GET") => jobs_view(&state, request),
+        ("events", "GET") => events_view(&state),
         ("timelines", "GET") => reply::json(StatusCode::OK, &state.timelines),
         ("timelines", "PUT") => put_timelines(&mut state, request),
         ("timelines/rules", "POST") => add_timeline_rule(&mut state, request),
@@ -40,8 +44,8 @@ pub fn handle(app: &App, request: &BufferedRequest) -> Response<Body> {
             reply::json(StatusCode::OK, &json!({}))
         }
         (
-            "calls" | "jobs" | "timelines" | "timelines/rules" | "faults" | "faults/rules"
-            | "reset",
+            "calls" | "jobs" | "events" | "timelines" | "timelines/rules" | "faults"
+            | "faults/rules" | "reset",
             _,
         ) => {
             let message = format!("method {method} is not allowed on {CONTROL_PREFIX}{route}");
@@ -50,7 +54,7 @@ pub fn handle(app: &App, request: &BufferedRequest) -> Response<Body> {
         _ => {
             let message = format!(
                 "unknown control route {method} {CONTROL_PREFIX}{route}. \
-                 Routes are calls, jobs, timelines, faults and reset."
+                 Routes are calls, jobs, events, timelines, faults and reset."
             );
             control_error(StatusCode::NOT_FOUND, message)
         }
@@ -61,13 +65,18 @@ pub fn handle(app: &App, request: &BufferedRequest) -> Response<Body> {
     response
 }
 
+/// Returns the value of query parameter `key` of a control request.
+fn query_param(request: &BufferedRequest, key: &str) -> Option<String> {
+    let query = request.parts.uri.query().unwrap_or_default();
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == key)
+        .map(|(_, value)| value.into_owned())
+}
+
 /// Lists the call counts, of all requests or, with `?accessKeyId=KEY`, of the requests
 /// signed with that key.
 fn calls_view(state: &State, request: &BufferedRequest) -> Response<Body> {
-    let query = request.parts.uri.query().unwrap_or_default();
-    let access_key_id = form_urlencoded::parse(query.as_bytes())
-        .find(|(key, _)| key == "accessKeyId")
-        .map(|(_, value)| value.into_owned());
+    let access_key_id = query_param(request, "accessKeyId");
     match access_key_id {
         Some(key) => {
             let empty = Default::default();
@@ -98,17 +107,63 @@ fn put_timelines(state: &mut State, request: &BufferedRequest) -> Response<Body>
     }
 }
 
-/// Lists created jobs, each with its scripted status at now.
-fn jobs_view(state: &State) -> Vec<CreatedJob> {
+/// One entry of `GET /__proxy/jobs`, borrowed from the state.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JobEntry<'a> {
+    id: &'a str,
+    client_request_token: Option<&'a str>,
+    user_metadata: &'a Value,
+    /// Absent with `?summary=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    settings: Option<&'a SettingsJson>,
+    created_at: &'a str,
+    created_ms: u64,
+    /// Scripted status now, absent for unscripted jobs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'static str>,
+    /// When the job reached or will reach its terminal status; absent while
+    /// unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finished_ms: Option<u64>,
+}
+
+/// Lists created jobs, oldest first, each with its scripted status at now and
+/// its finishing time. `?summary=true` leaves out the settings.
+fn jobs_view(state: &State, request: &BufferedRequest) -> Response<Body> {
+    let summary = query_param(request, "summary").as_deref() == Some("true");
     let now = now_ms();
-    let mut jobs = state.created_jobs.clone();
-    for job in &mut jobs {
-        job.status = state
-            .scripted_jobs
-            .get(&job.id)
-            .map(|scripted| scripted.state_at(now).status.as_str().to_string());
-    }
-    jobs
+    let entries: Vec<JobEntry<'_>> = state
+        .created_jobs
+        .iter()
+        .map(|job| {
+            let scripted = state.scripted_jobs.get(&job.id);
+            JobEntry {
+                id: &job.id,
+                client_request_token: job.client_request_token.as_deref(),
+                user_metadata: &job.user_metadata,
+                settings: (!summary).then_some(&job.settings),
+                created_at: &job.created_at,
+                created_ms: job.created_ms,
+                status: scripted.map(|scripted| scripted.state_at(now).status.as_str()),
+                finished_ms: scripted.and_then(|scripted| scripted.finished_ms()),
+            }
+        })
+        .collect();
+    reply::json(StatusCode::OK, &entries)
+}
+
+/// Shows how many job state change events were published and are pending.
+fn events_view(state: &State) -> Response<Body> {
+    let outbox = &state.outbox;
+    let view = OutboxView {
+        published: outbox.published,
+        pending: outbox.pending.len(),
+        failed_calls: outbox.failed_calls,
+        last_error: outbox.last_error.as_deref(),
+        publishing_jobs: state.event_jobs.len(),
+    };
+    reply::json(StatusCode::OK, &view)
 }
 
 /// Appends one rule, so that tests running side by side can each script their own jobs

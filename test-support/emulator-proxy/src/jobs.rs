@@ -1,8 +1,11 @@
 //! Scripted jobs and the rewriting of MediaConvert `Job` objects to show
 //! their scripted state.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::outputs::output_group_details;
@@ -30,6 +33,47 @@ impl ScriptedJob {
             }
             _ => self.timeline.state_at(elapsed_ms),
         }
+    }
+
+    /// Returns when the job reached or will reach its terminal status, in Unix
+    /// milliseconds: the cancel time, else the timeline's terminal step, else
+    /// `None` while the timeline has no terminal step.
+    pub fn finished_ms(&self) -> Option<u64> {
+        let terminal_ms = self
+            .timeline
+            .terminal_at_ms()
+            .map(|at_ms| self.created_ms + at_ms);
+        match (self.canceled_ms, terminal_ms) {
+            (Some(canceled_ms), Some(terminal_ms)) => Some(canceled_ms.min(terminal_ms)),
+            (Some(canceled_ms), None) => Some(canceled_ms),
+            (None, terminal_ms) => terminal_ms,
+        }
+    }
+}
+
+/// Job settings kept as compact JSON text, shared by every record of the job.
+/// Text takes a fraction of the memory of a parsed [`Value`] tree, and jobs
+/// are read far less often than they are stored.
+#[derive(Debug, Clone)]
+pub struct SettingsJson(Arc<RawValue>);
+
+impl SettingsJson {
+    /// Stores `settings` as compact JSON.
+    pub fn new(settings: &Value) -> Self {
+        let raw =
+            serde_json::value::to_raw_value(settings).unwrap_or_else(|_| RawValue::NULL.to_owned());
+        Self(Arc::from(raw))
+    }
+
+    /// Parses the settings back into a [`Value`].
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
+    }
+}
+
+impl Serialize for SettingsJson {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
     }
 }
 
@@ -153,6 +197,29 @@ mod tests {
             created_ms,
             canceled_ms: None,
         }
+    }
+
+    #[test]
+    fn finished_ms_from_terminal_step_or_cancel() {
+        let steps = json!([
+            {"atMs": 0, "status": "PROGRESSING", "percent": 0},
+            {"atMs": 1000, "status": "COMPLETE"},
+        ]);
+        let mut job = scripted(steps, 10_000);
+        assert_eq!(job.finished_ms(), Some(11_000));
+        job.canceled_ms = Some(10_400);
+        assert_eq!(job.finished_ms(), Some(10_400));
+
+        let open = scripted(json!([{"atMs": 0, "status": "PROGRESSING"}]), 10_000);
+        assert_eq!(open.finished_ms(), None);
+    }
+
+    #[test]
+    fn settings_json_round_trips() {
+        let settings = json!({"inputs": [{"fileInput": "s3://b/in.mov"}]});
+        let stored = SettingsJson::new(&settings);
+        assert_eq!(stored.to_value(), settings);
+        assert_eq!(serde_json::to_value(&stored).unwrap(), settings);
     }
 
     fn fakecloud_complete_job() -> Map<String, Value> {

@@ -3,11 +3,15 @@
 
 mod classify;
 mod control;
+mod events;
 mod faults;
 mod jobs;
+mod list_query;
+mod local;
 mod mediaconvert;
 mod outputs;
 mod proxy;
+mod publish;
 mod reply;
 mod state;
 mod timeline;
@@ -45,6 +49,16 @@ struct Cli {
     /// the first job instead of creating another.
     #[arg(long, env = "EMULATOR_PROXY_TOKEN_WINDOW_SECS", default_value_t = 60)]
     token_window_secs: u64,
+
+    /// Serve MediaConvert's CreateJob, GetJob, ListJobs, SearchJobs, CancelJob
+    /// and DescribeEndpoints from memory instead of forwarding them.
+    #[arg(long, env = "EMULATOR_PROXY_LOCAL_JOBS")]
+    local_jobs: bool,
+
+    /// Publish job state change events to the upstream EventBridge for every
+    /// scripted job, not only for those whose timeline sets publishEvents.
+    #[arg(long, env = "EMULATOR_PROXY_PUBLISH_JOB_EVENTS")]
+    publish_job_events: bool,
 }
 
 fn parse_upstream(value: &str) -> Result<Uri, String> {
@@ -80,12 +94,15 @@ async fn main() -> std::process::ExitCode {
         upstream: Upstream::new(cli.upstream.clone()),
         token_window: Duration::from_secs(cli.token_window_secs),
         listen,
+        local_jobs: cli.local_jobs,
+        publish_all_events: cli.publish_job_events,
     });
+    tokio::spawn(publish::run(app.clone()));
 
     // Scripts wait for this exact line on stdout before sending requests.
     println!("listening on {listen}");
     tracing::info!(%listen, upstream = %cli.upstream, token_window_secs = cli.token_window_secs,
-        "Proxy started");
+        local_jobs = cli.local_jobs, publish_job_events = cli.publish_job_events, "Proxy started");
 
     serve(listener, app).await;
     tracing::info!("Proxy stopped");

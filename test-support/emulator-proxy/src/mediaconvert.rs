@@ -10,21 +10,18 @@ use hyper::{Response, StatusCode};
 use serde_json::{Map, Value, json};
 
 use crate::classify::Protocol;
-use crate::jobs::{self, ScriptedJob, apply_state, now_ms};
+use crate::events::EventJob;
+use crate::jobs::{self, ScriptedJob, SettingsJson, apply_state, now_ms};
+use crate::list_query::ListQuery;
+use crate::local;
 use crate::proxy::{App, BufferedRequest, bad_gateway, forward};
 use crate::reply::{self, Body};
 use crate::state::{CreatedJob, State, TokenEntry};
 use crate::upstream;
 
-/// Maximum `maxResults` of ListJobs and SearchJobs in the MediaConvert API model.
-const MAX_RESULTS: usize = 20;
-
 /// Upper bound on upstream pages read for one ListJobs, so a nextToken that
 /// never ends cannot loop forever.
 const MAX_UPSTREAM_PAGES: usize = 500;
-
-const JOB_STATUSES: &[&str] = &["SUBMITTED", "PROGRESSING", "COMPLETE", "CANCELED", "ERROR"];
-const ORDERS: &[&str] = &["ASCENDING", "DESCENDING"];
 
 /// Handles CreateJob: returns the first response for a client request token
 /// seen within the window, otherwise creates the job upstream, records it and
@@ -56,15 +53,19 @@ pub async fn create_job(app: &App, request: &BufferedRequest) -> Response<Body> 
     };
 
     let mut state = app.shared.lock();
-    let user_metadata = body.get("userMetadata").and_then(Value::as_object);
-    let settings = body.get("settings").cloned().unwrap_or(Value::Null);
-    let scripted = record_job(&mut state, job, &job_id, token, user_metadata, settings);
+    let new_job = NewJob {
+        id: &job_id,
+        token,
+        user_metadata: body.get("userMetadata").and_then(Value::as_object),
+        settings: SettingsJson::new(body.get("settings").unwrap_or(&Value::Null)),
+    };
+    let scripted = record_job(&mut state, job, new_job, app.publish_all_events);
     let response = response.with_json(&created);
     if let Some(token) = token {
         let entry = TokenEntry {
             job_id: job_id.clone(),
             created: Instant::now(),
-            response: response.clone(),
+            response: Some(response.clone()),
         };
         state.tokens.insert(token.to_string(), entry);
     }
@@ -72,39 +73,70 @@ pub async fn create_job(app: &App, request: &BufferedRequest) -> Response<Body> 
     response.into_response()
 }
 
+/// A CreateJob request's members that the proxy records.
+pub struct NewJob<'a> {
+    pub id: &'a str,
+    pub token: Option<&'a str>,
+    pub user_metadata: Option<&'a Map<String, Value>>,
+    pub settings: SettingsJson,
+}
+
+impl NewJob<'_> {
+    /// Builds the `GET /__proxy/jobs` record of the job, created at `created_ms`.
+    pub fn record(&self, created_ms: u64) -> CreatedJob {
+        let user_metadata = self.user_metadata.cloned().unwrap_or_default();
+        CreatedJob {
+            id: self.id.to_string(),
+            client_request_token: self.token.map(str::to_string),
+            user_metadata: Value::Object(user_metadata),
+            settings: self.settings.clone(),
+            created_at: rfc3339(created_ms),
+            created_ms,
+        }
+    }
+}
+
 /// Records a job fakecloud created and, when a timeline matches its user
-/// metadata, scripts it and rewrites `job` to its first state. Returns
-/// whether the job is scripted.
+/// metadata, scripts it and rewrites `job` to its first state. A scripted job
+/// publishes events when its timeline sets `publishEvents` or when
+/// `publish_all_events` is true. Returns whether the job is scripted.
 fn record_job(
     state: &mut State,
     job: &mut Map<String, Value>,
-    job_id: &str,
-    token: Option<&str>,
-    user_metadata: Option<&Map<String, Value>>,
-    settings: Value,
+    new_job: NewJob<'_>,
+    publish_all_events: bool,
 ) -> bool {
+    state.created_jobs.push(new_job.record(now_ms()));
     let created_ms = jobs::created_ms(job).unwrap_or_else(now_ms);
     let empty = Map::new();
-    let user_metadata = user_metadata.unwrap_or(&empty);
-    state.created_jobs.push(CreatedJob {
-        id: job_id.to_string(),
-        client_request_token: token.map(str::to_string),
-        user_metadata: Value::Object(user_metadata.clone()),
-        settings,
-        created_at: rfc3339(created_ms),
-        status: None,
-    });
-
+    let user_metadata = new_job.user_metadata.unwrap_or(&empty);
     let Some(timeline) = state.timelines.select(user_metadata).cloned() else {
         return false;
     };
+
+    let events = (timeline.publish_events || publish_all_events).then(|| {
+        let arn = job.get("arn").and_then(Value::as_str).unwrap_or_default();
+        let queue = job.get("queue").and_then(Value::as_str).unwrap_or_default();
+        // Job ARNs read arn:aws:mediaconvert:REGION:ACCOUNT:jobs/ID.
+        let arn_parts: Vec<&str> = arn.split(':').collect();
+        let region = arn_parts.get(3).copied().unwrap_or(local::DEFAULT_REGION);
+        let account = arn_parts.get(4).copied().unwrap_or(local::ACCOUNT_ID);
+        EventJob::new(
+            arn.to_string(),
+            queue.to_string(),
+            account.to_string(),
+            region.to_string(),
+            user_metadata.clone(),
+            new_job.settings.clone(),
+        )
+    });
     let scripted = ScriptedJob {
         timeline,
         created_ms,
         canceled_ms: None,
     };
     apply_state(job, &scripted.state_at(now_ms()), created_ms);
-    state.scripted_jobs.insert(job_id.to_string(), scripted);
+    state.script(new_job.id, scripted, events);
     true
 }
 
@@ -118,7 +150,7 @@ fn rfc3339(unix_ms: u64) -> String {
 
 /// Returns the first response for `token` when its job was created within
 /// the token window.
-fn replay_recent(app: &App, token: &str) -> Option<Response<Body>> {
+pub fn replay_recent(app: &App, token: &str) -> Option<Response<Body>> {
     let state = app.shared.lock();
     let entry = state.recent_token(token, app.token_window)?;
     tracing::info!(job_id = %entry.job_id, token, "Returned first job for repeated token");
@@ -128,7 +160,9 @@ fn replay_recent(app: &App, token: &str) -> Option<Response<Body>> {
 /// Returns the stored first response for a token, showing a scripted job's
 /// current state.
 fn replay(state: &State, entry: &TokenEntry) -> Response<Body> {
-    let stored = entry.response.clone();
+    let Some(stored) = entry.response.clone() else {
+        return local::created_response(state, &entry.job_id);
+    };
     let Some(scripted) = state.scripted_jobs.get(&entry.job_id) else {
         return stored.into_response();
     };
@@ -183,7 +217,7 @@ pub async fn cancel_job(app: &App, request: &BufferedRequest) -> Response<Body> 
 
 /// Cancels a scripted job at now when it is not terminal, or returns 409
 /// ConflictException when it is. Returns `None` when the job is not scripted.
-fn cancel_scripted(state: &mut State, job_id: &str) -> Option<Response<Body>> {
+pub fn cancel_scripted(state: &mut State, job_id: &str) -> Option<Response<Body>> {
     let scripted = state.scripted_jobs.get_mut(job_id)?;
     let now = now_ms();
     let status = scripted.state_at(now).status;
@@ -223,7 +257,7 @@ pub async fn describe_endpoints(app: &App, request: &BufferedRequest) -> Respons
 }
 
 /// Returns the proxy's URL as the client addressed it, from the Host header.
-fn proxy_url(app: &App, request: &BufferedRequest) -> String {
+pub fn proxy_url(app: &App, request: &BufferedRequest) -> String {
     let host = request.parts.headers.get("host");
     match host.and_then(|host| host.to_str().ok()) {
         Some(host) => format!("http://{host}"),
@@ -231,93 +265,14 @@ fn proxy_url(app: &App, request: &BufferedRequest) -> String {
     }
 }
 
-/// Query of a ListJobs or SearchJobs request, split into the parameters the
-/// proxy applies itself and those it passes upstream.
-struct ListQuery {
-    status: Option<String>,
-    descending: bool,
-    max_results: usize,
-    offset: usize,
-    passed_upstream: Vec<(String, String)>,
-}
-
-impl ListQuery {
-    /// Parses the query and validates the parameters the proxy applies.
-    /// The error is the message of a BadRequestException.
-    fn parse(query: Option<&str>) -> Result<Self, String> {
-        let mut list = Self {
-            status: None,
-            // MediaConvert's ListJobs returns the most recently created jobs first.
-            descending: true,
-            max_results: MAX_RESULTS,
-            offset: 0,
-            passed_upstream: Vec::new(),
-        };
-        let pairs = form_urlencoded::parse(query.unwrap_or_default().as_bytes());
-        for (key, value) in pairs.into_owned() {
-            match key.as_str() {
-                "status" => list.status = Some(one_of(&key, value, JOB_STATUSES)?),
-                "order" => list.descending = one_of(&key, value, ORDERS)? == "DESCENDING",
-                "maxResults" => list.max_results = max_results(&value)?,
-                "nextToken" => list.offset = next_token(&value)?,
-                _ => list.passed_upstream.push((key, value)),
-            }
-        }
-        Ok(list)
-    }
-
-    /// Returns the upstream path and query for the page after `token`.
-    ///
-    /// NOTE: this query differs from the one the client signed, so fakecloud
-    /// started with `--verify-sigv4` rejects it unless the access key ID starts
-    /// with `test`.
-    fn upstream_path(&self, path: &str, token: Option<&str>) -> String {
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        query.extend_pairs(&self.passed_upstream);
-        query.append_pair("maxResults", &MAX_RESULTS.to_string());
-        query.append_pair("order", "ASCENDING");
-        if let Some(token) = token {
-            query.append_pair("nextToken", token);
-        }
-        format!("{path}?{}", query.finish())
-    }
-}
-
-fn one_of(key: &str, value: String, allowed: &[&str]) -> Result<String, String> {
-    if allowed.contains(&value.as_str()) {
-        return Ok(value);
-    }
-    Err(format!(
-        "'{key}' must be one of [{}], got '{value}'.",
-        allowed.join(", ")
-    ))
-}
-
-fn max_results(value: &str) -> Result<usize, String> {
-    match value.parse::<usize>() {
-        Ok(count) if (1..=MAX_RESULTS).contains(&count) => Ok(count),
-        _ => Err(format!(
-            "maxResults must be between 1 and {MAX_RESULTS}, got '{value}'."
-        )),
-    }
-}
-
-fn next_token(value: &str) -> Result<usize, String> {
-    value
-        .parse()
-        .map_err(|_| format!("nextToken '{value}' is invalid; pass a token from a previous page."))
-}
-
 /// Handles ListJobs and SearchJobs: reads every upstream page, shows scripted
 /// states, then applies the status filter, order and paging itself. So the
 /// filter matches scripted statuses and the order defaults to newest first.
 pub async fn list_jobs(app: &App, request: &BufferedRequest) -> Response<Body> {
-    let query = match ListQuery::parse(request.parts.uri.query()) {
-        Ok(query) => query,
-        Err(message) => {
-            let status = StatusCode::BAD_REQUEST;
-            return reply::aws_error(Protocol::RestJson, status, "BadRequestException", &message);
-        }
+    let parsed = ListQuery::parse(request.parts.uri.query());
+    let (query, offset) = match parsed.and_then(|query| Ok((query.offset()?, query))) {
+        Ok((offset, query)) => (query, offset),
+        Err(message) => return local::bad_request(&message),
     };
 
     let (mut jobs, last_response) = match read_all_pages(app, request, &query).await {
@@ -340,8 +295,8 @@ pub async fn list_jobs(app: &App, request: &BufferedRequest) -> Response<Body> {
         jobs.reverse();
     }
 
-    let end = (query.offset + query.max_results).min(jobs.len());
-    let page: Vec<Value> = jobs.get(query.offset..end).unwrap_or_default().to_vec();
+    let end = (offset + query.max_results).min(jobs.len());
+    let page: Vec<Value> = jobs.get(offset..end).unwrap_or_default().to_vec();
     let mut body = json!({ "jobs": page });
     if end < jobs.len() {
         body["nextToken"] = json!(end.to_string());
@@ -414,47 +369,6 @@ fn compare_created(a: &Value, b: &Value) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn list_query_defaults_to_descending() {
-        let query = ListQuery::parse(None).unwrap();
-        assert!(query.descending);
-        assert_eq!(query.max_results, MAX_RESULTS);
-        assert_eq!(query.offset, 0);
-        assert_eq!(query.status, None);
-    }
-
-    #[test]
-    fn list_query_keeps_only_upstream_parameters() {
-        let query = ListQuery::parse(Some(
-            "status=ERROR&order=ASCENDING&maxResults=5&nextToken=10&queue=arn%3Aq",
-        ))
-        .unwrap();
-        assert_eq!(query.status.as_deref(), Some("ERROR"));
-        assert!(!query.descending);
-        assert_eq!(query.max_results, 5);
-        assert_eq!(query.offset, 10);
-        let path = query.upstream_path("/2017-08-29/jobs", Some("20"));
-        assert_eq!(
-            path,
-            "/2017-08-29/jobs?queue=arn%3Aq&maxResults=20&order=ASCENDING&nextToken=20"
-        );
-    }
-
-    #[test]
-    fn list_query_rejects_invalid_values() {
-        let cases = [
-            ("status=DONE", "'status' must be one of"),
-            ("order=UP", "'order' must be one of"),
-            ("maxResults=0", "maxResults must be between 1 and 20"),
-            ("maxResults=21", "maxResults must be between 1 and 20"),
-            ("nextToken=abc", "nextToken 'abc' is invalid"),
-        ];
-        for (query, expected) in cases {
-            let error = ListQuery::parse(Some(query)).err().unwrap();
-            assert!(error.contains(expected), "{query}: {error}");
-        }
-    }
 
     #[test]
     fn jobs_order_by_creation_then_id() {

@@ -14,6 +14,7 @@ use hyper::{Request, Response, StatusCode};
 use crate::classify::{Operation, Protocol, RequestView, access_key_id, classify};
 use crate::control;
 use crate::faults::{FaultAction, InjectedError, RequestFacts};
+use crate::local;
 use crate::mediaconvert;
 use crate::reply::{self, Body};
 use crate::state::Shared;
@@ -30,6 +31,12 @@ pub struct App {
     pub token_window: Duration,
     /// Address the proxy listens on, advertised by DescribeEndpoints.
     pub listen: SocketAddr,
+    /// Serves MediaConvert job operations from the local job store instead of
+    /// forwarding them.
+    pub local_jobs: bool,
+    /// Publishes state change events for every scripted job, not only for
+    /// those whose timeline sets `publishEvents`.
+    pub publish_all_events: bool,
 }
 
 /// A request whose body has been read.
@@ -46,7 +53,7 @@ impl BufferedRequest {
             .map_or("/", |pq| pq.as_str())
     }
 
-    fn view(&self) -> RequestView<'_> {
+    pub fn view(&self) -> RequestView<'_> {
         RequestView {
             method: &self.parts.method,
             path: self.parts.uri.path(),
@@ -137,6 +144,16 @@ fn injected(protocol: Protocol, error: &InjectedError) -> Response<Body> {
 
 /// Sends MediaConvert job operations to their handlers and forwards the rest.
 async fn route(app: &App, operation: &Operation, request: &BufferedRequest) -> Response<Body> {
+    if operation.service == "mediaconvert" && app.local_jobs {
+        match operation.name.as_str() {
+            "CreateJob" => return local::create_job(app, request).await,
+            "GetJob" => return local::get_job(app, request),
+            "ListJobs" | "SearchJobs" => return local::list_jobs(app, request),
+            "CancelJob" => return local::cancel_job(app, request),
+            "DescribeEndpoints" => return local::describe_endpoints(app, request),
+            _ => {}
+        }
+    }
     if operation.service == "mediaconvert" {
         match operation.name.as_str() {
             "CreateJob" => return mediaconvert::create_job(app, request).await,

@@ -1,5 +1,5 @@
 //! State shared by all connections: call counts, created jobs, timelines,
-//! client request tokens and fault rules.
+//! client request tokens, fault rules, the local job store and job events.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -9,13 +9,15 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::classify::Operation;
+use crate::events::{EventJob, Outbox};
 use crate::faults::FaultSet;
-use crate::jobs::ScriptedJob;
+use crate::jobs::{ScriptedJob, SettingsJson};
+use crate::local::LocalJob;
 use crate::timeline::TimelineConfig;
 use crate::upstream::BufferedResponse;
 
-/// A job that fakecloud created on a CreateJob sent through the proxy, as
-/// `GET /__proxy/jobs` lists it.
+/// A job created on a CreateJob sent through the proxy, by fakecloud or by
+/// the local job store, as `GET /__proxy/jobs` lists it.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedJob {
@@ -23,12 +25,11 @@ pub struct CreatedJob {
     pub client_request_token: Option<String>,
     pub user_metadata: Value,
     /// The `settings` member of the CreateJob request, as the client sent it.
-    pub settings: Value,
+    pub settings: SettingsJson,
     /// Creation time in RFC 3339.
     pub created_at: String,
-    /// Scripted status at the time of the listing; absent for unscripted jobs.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    /// Unix milliseconds at which the proxy recorded the CreateJob.
+    pub created_ms: u64,
 }
 
 /// The first CreateJob response for a client request token.
@@ -36,7 +37,9 @@ pub struct CreatedJob {
 pub struct TokenEntry {
     pub job_id: String,
     pub created: Instant,
-    pub response: BufferedResponse,
+    /// The upstream response, or `None` for a job of the local store, whose
+    /// response is built from the store on each replay.
+    pub response: Option<BufferedResponse>,
 }
 
 /// Everything the control API can read or reset.
@@ -54,6 +57,13 @@ pub struct State {
     pub scripted_jobs: HashMap<String, ScriptedJob>,
     pub tokens: HashMap<String, TokenEntry>,
     pub faults: FaultSet,
+    /// Jobs of the local store by id. Ids start with the 13-digit creation
+    /// time in Unix milliseconds, so key order is creation order, then id.
+    pub local_jobs: BTreeMap<String, LocalJob>,
+    /// Jobs that publish state change events and have not yet published
+    /// their terminal event, by job id.
+    pub event_jobs: HashMap<String, EventJob>,
+    pub outbox: Outbox,
 }
 
 impl State {
@@ -65,6 +75,15 @@ impl State {
                 .entry(access_key_id.to_string())
                 .or_default();
             *calls.entry(operation.to_string()).or_default() += 1;
+        }
+    }
+
+    /// Scripts job `id` and, when `events` is given, tracks it for the event
+    /// publisher.
+    pub fn script(&mut self, id: &str, scripted: ScriptedJob, events: Option<EventJob>) {
+        self.scripted_jobs.insert(id.to_string(), scripted);
+        if let Some(events) = events {
+            self.event_jobs.insert(id.to_string(), events);
         }
     }
 

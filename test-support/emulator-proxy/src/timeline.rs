@@ -55,9 +55,13 @@ pub struct Step {
 
 /// Sequence of steps with non-decreasing `at_ms`, ending at most at one terminal step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Timeline {
     pub steps: Vec<Step>,
+    /// When true, jobs with this timeline publish a job state change event to
+    /// EventBridge on each status change.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub publish_events: bool,
 }
 
 /// Scripted job state at one instant, with times in milliseconds after creation.
@@ -134,6 +138,13 @@ impl Timeline {
             started_ms: started_ms.or(finished_ms.filter(|_| step.status == JobStatus::Complete)),
             finished_ms,
         }
+    }
+
+    /// Returns when the job reaches its terminal step, in milliseconds after
+    /// creation, or `None` when the timeline ends without one.
+    pub fn terminal_at_ms(&self) -> Option<u64> {
+        let last = self.steps.last()?;
+        last.status.is_terminal().then_some(last.at_ms)
     }
 
     /// Interpolates `percent` linearly towards the next step when both steps

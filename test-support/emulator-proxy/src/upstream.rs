@@ -4,7 +4,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_LENGTH, HeaderName};
 use hyper::http::request::Parts;
-use hyper::{HeaderMap, Request, Response, StatusCode, Uri};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -83,17 +83,37 @@ impl Upstream {
         path_and_query: &str,
         body: Bytes,
     ) -> Result<BufferedResponse, Error> {
-        let uri = format!(
-            "{}{path_and_query}",
-            self.base.to_string().trim_end_matches('/')
-        );
         let mut request = Request::builder()
             .method(parts.method.clone())
-            .uri(uri)
+            .uri(self.url(path_and_query))
             .body(Full::new(body))
             .map_err(Error::Request)?;
         copy_end_to_end(&parts.headers, request.headers_mut());
+        self.execute(request).await
+    }
 
+    /// Sends a request of the proxy's own, a POST of `body` to `/` with
+    /// `headers`, as awsJson services such as EventBridge expect.
+    pub async fn post_root(
+        &self,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<BufferedResponse, Error> {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(self.url("/"))
+            .body(Full::new(body))
+            .map_err(Error::Request)?;
+        *request.headers_mut() = headers;
+        self.execute(request).await
+    }
+
+    fn url(&self, path_and_query: &str) -> String {
+        let base = self.base.to_string();
+        format!("{}{path_and_query}", base.trim_end_matches('/'))
+    }
+
+    async fn execute(&self, request: Request<Full<Bytes>>) -> Result<BufferedResponse, Error> {
         let response = self.client.request(request).await.map_err(Error::Send)?;
         let (response_parts, response_body) = response.into_parts();
         let body = response_body

@@ -23,9 +23,9 @@ pub const MEDIACONVERT_AUTH: &str = "AWS4-HMAC-SHA256 \
 /// is a large debug build and test machines may be busy.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// A running fakecloud and proxy, stopped on drop.
+/// A running proxy, with or without a fakecloud behind it, stopped on drop.
 pub struct Stack {
-    fakecloud: Child,
+    fakecloud: Option<Child>,
     proxy: Child,
     pub proxy_url: String,
     pub logs: PathBuf,
@@ -44,20 +44,37 @@ impl Stack {
     /// Starts fakecloud and the proxy; `proxy_args` are added to the proxy's
     /// command line. `name` names the log directory.
     pub fn start(name: &str, proxy_args: &[&str]) -> Self {
-        let logs = std::env::temp_dir()
-            .join("emulator-proxy-tests")
-            .join(format!("{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&logs).expect("failed to create the test log directory");
-
+        let logs = log_directory(name);
         let mut fakecloud = Command::new(fakecloud_bin());
         fakecloud.args(["--addr", "127.0.0.1:0", "--log-level", "warn"]);
         let (fakecloud, port_line) =
             spawn_until_line(fakecloud, &logs.join("fakecloud"), "FAKECLOUD_PORT=");
         let port = port_line.trim_start_matches("FAKECLOUD_PORT=").trim();
         let upstream = format!("http://127.0.0.1:{port}");
+        Self::start_proxy(logs, Some(fakecloud), &upstream, proxy_args)
+    }
 
+    /// Starts the proxy alone, with an upstream address where nothing
+    /// listens, for tests of behaviour that must not reach fakecloud, such as
+    /// the local job store.
+    pub fn start_without_upstream(name: &str, proxy_args: &[&str]) -> Self {
+        let logs = log_directory(name);
+        // Binding and dropping a listener yields a loopback port that refuses connections.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("failed to find a free loopback port");
+        let upstream = format!("http://{closed}");
+        Self::start_proxy(logs, None, &upstream, proxy_args)
+    }
+
+    fn start_proxy(
+        logs: PathBuf,
+        fakecloud: Option<Child>,
+        upstream: &str,
+        proxy_args: &[&str],
+    ) -> Self {
         let mut proxy = Command::new(env!("CARGO_BIN_EXE_emulator-proxy"));
-        proxy.args(["--listen", "127.0.0.1:0", "--upstream", &upstream]);
+        proxy.args(["--listen", "127.0.0.1:0", "--upstream", upstream]);
         proxy.args(proxy_args);
         proxy.env("RUST_LOG", "debug");
         let (proxy, ready_line) = spawn_until_line(proxy, &logs.join("proxy"), "listening on ");
@@ -70,6 +87,33 @@ impl Stack {
             logs,
             client: reqwest::Client::new(),
         }
+    }
+
+    /// Returns the proxy's process id.
+    pub fn proxy_pid(&self) -> u32 {
+        self.proxy.id()
+    }
+
+    /// Sends an awsJson request, such as SQS or EventBridge, through the
+    /// proxy to `X-Amz-Target` `target`, checks for 200 and returns the body.
+    pub async fn aws_json(&self, service: &str, target: &str, body: Value) -> Value {
+        let authorization =
+            MEDIACONVERT_AUTH.replacen("/mediaconvert/", &format!("/{service}/"), 1);
+        let content_type = if service == "sqs" {
+            "application/x-amz-json-1.0"
+        } else {
+            "application/x-amz-json-1.1"
+        };
+        let request = self
+            .client
+            .post(format!("{}/", self.proxy_url))
+            .header("authorization", authorization)
+            .header("x-amz-target", target)
+            .header("content-type", content_type)
+            .body(body.to_string());
+        let reply = into_reply(request.send().await.expect("request to the proxy failed")).await;
+        assert_eq!(reply.status, StatusCode::OK, "{target}: {:?}", reply.body);
+        reply.body
     }
 
     /// Sends a MediaConvert REST request through the proxy.
@@ -179,11 +223,19 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        for child in [&mut self.proxy, &mut self.fakecloud] {
+        for child in std::iter::once(&mut self.proxy).chain(self.fakecloud.as_mut()) {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
+}
+
+fn log_directory(name: &str) -> PathBuf {
+    let logs = std::env::temp_dir()
+        .join("emulator-proxy-tests")
+        .join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&logs).expect("failed to create the test log directory");
+    logs
 }
 
 /// Returns the fakecloud binary from `FAKECLOUD_BIN` or the tool cache, and
