@@ -14,6 +14,8 @@ use mediaconvert_operator::api::{JobPhase, MediaConvertJob};
 use serde_json::json;
 
 use crate::now_ms;
+use crate::proxy::FINISH_SLOT_KEY;
+use crate::run::FINISH_SLOTS;
 
 /// Creates sent to the API server at once.
 const CREATE_CONCURRENCY: usize = 16;
@@ -58,7 +60,8 @@ pub async fn create_resources(
 ) -> HashMap<String, Created> {
     let results = futures::stream::iter(0..count)
         .map(|index| {
-            let job = resource(&format!("job-{index:05}"), role_arn, key_arn);
+            let slot = index % FINISH_SLOTS;
+            let job = resource(&format!("job-{index:05}"), slot, role_arn, key_arn);
             async move {
                 let sent_ms = now_ms();
                 let created = api.create(&PostParams::default(), &job).await;
@@ -80,14 +83,15 @@ pub async fn create_resources(
 }
 
 /// Builds a job with small settings: one MP4 output of a shared input, encrypted with the
-/// shared key, as many episodes of one series would be.
-fn resource(name: &str, role_arn: &str, key_arn: &str) -> MediaConvertJob {
+/// shared key, as many episodes of one series would be. `slot` picks its timeline.
+fn resource(name: &str, slot: usize, role_arn: &str, key_arn: &str) -> MediaConvertJob {
     serde_json::from_value(json!({
         "apiVersion": "mediaconvert.operators.dev/v1alpha1",
         "kind": "MediaConvertJob",
         "metadata": {"name": name},
         "spec": {
             "role": role_arn,
+            "userMetadata": {FINISH_SLOT_KEY: slot.to_string()},
             "encryption": {"type": "KMS", "kmsKeyArn": key_arn},
             "settings": {
                 "Inputs": [{"FileInput": "s3://example-media-in/trailer.mp4"}],

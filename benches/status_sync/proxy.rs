@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 pub const NAMESPACE_KEY: &str = "mediaconvert.operators.dev/namespace";
 /// User metadata key in which the operator sends the resource's UID.
 pub const UID_KEY: &str = "mediaconvert.operators.dev/uid";
+/// User metadata key of the resource's spec that picks its timeline among the slots.
+pub const FINISH_SLOT_KEY: &str = "bench-finish-slot";
 
 pub struct Proxy {
     url: String,
@@ -63,10 +65,11 @@ impl Proxy {
         self.send(request, "reset the proxy").await;
     }
 
-    /// Gives every job whose user metadata names `namespace` the scripted `timeline`.
-    pub async fn script_namespace(&self, namespace: &str, timeline: Value) {
+    /// Gives every job of `namespace` whose user metadata has `FINISH_SLOT_KEY` set to
+    /// `slot` the scripted `timeline`.
+    pub async fn script_slot(&self, namespace: &str, slot: usize, timeline: Value) {
         let rule = json!({
-            "userMetadata": {NAMESPACE_KEY: namespace},
+            "userMetadata": {NAMESPACE_KEY: namespace, FINISH_SLOT_KEY: slot.to_string()},
             "timeline": timeline,
         });
         let request = self

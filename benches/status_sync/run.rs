@@ -15,6 +15,13 @@ use crate::proxy::{Proxy, ProxyJob, UID_KEY};
 /// Seconds each job stays SUBMITTED before it progresses.
 const QUEUED: Duration = Duration::from_secs(3);
 
+/// Number of timelines, whose progress lengths differ by a tenth of the poll interval.
+/// A job is read at a fixed phase after its creation, by its own requeue when polling
+/// and by rounds that start with the first job when batched. With a single timeline all
+/// jobs would finish at the same phase, and the time from finish to `Complete` would
+/// show that phase instead of its spread over an interval.
+pub const FINISH_SLOTS: usize = 10;
+
 /// Settings and clients shared by every run.
 pub struct Bench {
     pub client: Client,
@@ -55,8 +62,11 @@ impl Bench {
 
         // The previous run's jobs would lengthen every ListJobs of this one.
         self.proxy.reset().await;
-        let timeline = crate::proxy::timeline(QUEUED, self.progress);
-        self.proxy.script_namespace(&namespace, timeline).await;
+        for slot in 0..FINISH_SLOTS {
+            let extra = self.poll_interval * slot as u32 / FINISH_SLOTS as u32;
+            let timeline = crate::proxy::timeline(QUEUED, self.progress + extra);
+            self.proxy.script_slot(&namespace, slot, timeline).await;
+        }
         cluster::create_namespace(&self.client, &namespace).await;
         let mut operator = self.start_operator(&namespace, mode, &access_key_id);
         operator.wait_ready(Duration::from_secs(60)).await;
