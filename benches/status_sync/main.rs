@@ -106,8 +106,9 @@ async fn main() {
     let mut all = Vec::new();
     for &size in &args.sizes {
         for mode in &args.modes {
-            let result = bench.run(size, mode).await;
+            let (result, leftovers) = bench.run(size, mode).await;
             all.push(report::print_run(&result, bench.poll_interval));
+            leftovers.delete().await;
         }
     }
     report::print_summary(&all, bench.poll_interval);

@@ -1,5 +1,5 @@
-//! One run: a fresh namespace and operator process, N resources whose jobs follow the
-//! same timeline, and the raw figures collected once every resource is `Complete`.
+//! One run: a fresh namespace and operator process, N resources whose jobs follow
+//! scripted timelines, and the raw figures collected once every resource is `Complete`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -51,9 +51,10 @@ pub struct RunResult {
 }
 
 impl Bench {
-    /// Runs `size` resources under an operator in `mode` and collects the figures. Panics
-    /// when the resources are not all `Complete` within the timeout.
-    pub async fn run(&self, size: usize, mode: &str) -> RunResult {
+    /// Runs `size` resources under an operator in `mode` and collects the figures, leaving
+    /// the operator running for [`Leftovers::delete`]. Panics when the resources are not
+    /// all `Complete` within the timeout.
+    pub async fn run(&self, size: usize, mode: &str) -> (RunResult, Leftovers) {
         let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
         let namespace = format!("sync-{mode}-{size}-{suffix}");
         let access_key_id = format!("test-{namespace}");
@@ -93,10 +94,7 @@ impl Bench {
         watch.abort();
         let complete_ms = complete_times.lock().expect("complete times lock").clone();
 
-        cluster::delete_resources(&api, Duration::from_secs(600)).await;
-        drop(operator);
-        cluster::delete_namespace(&self.client, &namespace).await;
-        RunResult {
+        let result = RunResult {
             size,
             mode: mode.to_string(),
             calls,
@@ -105,7 +103,14 @@ impl Bench {
             complete_ms,
             jobs,
             usage,
-        }
+        };
+        let leftovers = Leftovers {
+            client: self.client.clone(),
+            api,
+            namespace,
+            operator,
+        };
+        (result, leftovers)
     }
 
     fn start_operator(&self, namespace: &str, mode: &str, access_key_id: &str) -> Operator {
@@ -154,6 +159,24 @@ impl Bench {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+}
+
+/// The namespace, resources and operator of a finished run.
+pub struct Leftovers {
+    client: Client,
+    api: Api<MediaConvertJob>,
+    namespace: String,
+    operator: Operator,
+}
+
+impl Leftovers {
+    /// Deletes the resources while the operator still runs, so that it releases their
+    /// finalizers, then stops the operator and deletes the namespace.
+    pub async fn delete(self) {
+        cluster::delete_resources(&self.api, Duration::from_secs(600)).await;
+        drop(self.operator);
+        cluster::delete_namespace(&self.client, &self.namespace).await;
     }
 }
 
