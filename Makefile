@@ -1,5 +1,5 @@
 # Task runner: CI and developers call the same targets.
-.PHONY: demo test lint crds image-check tools env-up env-down bench-validation
+.PHONY: demo test lint crds image-check tools env-up env-down bench-validation bench-sync
 
 # Start the local API server and AWS emulator, run the operator and apply examples/.
 demo:
@@ -38,3 +38,8 @@ env-down:
 # Count the AWS calls the checks spend on 1,000 jobs sharing a role and key.
 bench-validation:
 	bash hack/bench.sh validation_calls 1000
+
+# Compare the batched status sync with per-job GetJob polling on 100, 1,000 and 10,000
+# running jobs (BENCH_SIZES="100 1000" for fewer).
+bench-sync:
+	bash hack/bench-sync.sh
