@@ -50,7 +50,7 @@ struct RunArgs {
     )]
     namespaces: Vec<String>,
 
-    /// How the state of submitted jobs is read: `batched` reads all in-flight jobs of a
+    /// Source of the state of submitted jobs: `batched` reads all in-flight jobs of a
     /// region and queue from ListJobs pages; `poll` reads each job with GetJob.
     #[arg(long, env = "MCO_STATUS_SYNC", value_enum, default_value = "batched")]
     status_sync: controller::StatusSyncMode,

@@ -133,7 +133,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Tunables of the controller.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// How the state of submitted jobs is read.
+    /// Source of the state of submitted jobs.
     pub status_sync: StatusSyncMode,
     /// How often a queued or running job is read from MediaConvert; with the batched sync,
     /// the interval while jobs change.

@@ -465,7 +465,7 @@ impl StatusSync {
     }
 }
 
-/// What one round found changed.
+/// Changes found by one round.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Changes {
     /// Jobs seen for the first time, or in another status than before.
