@@ -115,6 +115,13 @@ main() {
         tools=(etcd kubernetes fakecloud helm hadolint)
     fi
     mkdir -p "$TOOLS_DIR"
+    # Each build first deletes its scratch folder, so an install started beside
+    # another one waits for it and then finds the tools cached.
+    exec {lock}>"$MCO_CACHE_DIR/install.lock"
+    if ! flock --nonblock "$lock"; then
+        log "waiting for another install of the tools to finish"
+        flock "$lock"
+    fi
     # The Go builds and the Cargo build run side by side to shorten a cold run.
     local pids=() names=()
     for tool in "${tools[@]}"; do
