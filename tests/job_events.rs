@@ -30,51 +30,14 @@ struct EventQueue {
 
 impl EventQueue {
     async fn create(env: &Env, namespace: &str) -> Self {
+        let aws = env.aws().await;
+        let url = aws
+            .create_event_queue(namespace, namespace)
+            .await
+            .expect("failed to create the event queue and rule");
         let config = env.sdk_config().await;
         let sqs = aws_sdk_sqs::Client::new(&config);
         let events = aws_sdk_eventbridge::Client::new(&config);
-        let url = sqs
-            .create_queue()
-            .queue_name(namespace)
-            .send()
-            .await
-            .expect("CreateQueue failed")
-            .queue_url
-            .expect("queue URL");
-        let arn = sqs
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("GetQueueAttributes failed")
-            .attributes
-            .and_then(|attributes| attributes.get(&QueueAttributeName::QueueArn).cloned())
-            .expect("queue ARN");
-        let pattern = json!({
-            "source": ["aws.mediaconvert"],
-            "detail-type": ["MediaConvert Job State Change"],
-            "detail": {"userMetadata": {"mediaconvert.operators.dev/namespace": [namespace]}},
-        });
-        events
-            .put_rule()
-            .name(namespace)
-            .event_pattern(pattern.to_string())
-            .send()
-            .await
-            .expect("PutRule failed");
-        let target = aws_sdk_eventbridge::types::Target::builder()
-            .id("operator")
-            .arn(arn)
-            .build()
-            .expect("target");
-        events
-            .put_targets()
-            .rule(namespace)
-            .targets(target)
-            .send()
-            .await
-            .expect("PutTargets failed");
         Self { url, sqs, events }
     }
 
