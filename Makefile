@@ -39,7 +39,8 @@ env-down:
 bench-validation:
 	bash hack/bench.sh validation_calls 1000
 
-# Compare the batched status sync with per-job GetJob polling on 100, 1,000 and 10,000
-# running jobs (BENCH_SIZES="100 1000" for fewer).
+# Compare the batched status sync, alone and behind job events from an SQS queue, with
+# per-job GetJob polling on 100, 1,000 and 10,000 running jobs (BENCH_SIZES="100 1000" for
+# fewer).
 bench-sync:
 	bash hack/bench-sync.sh

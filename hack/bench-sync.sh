@@ -45,6 +45,9 @@ source "$env_file"
 
 log "starting an emulator proxy with --local-jobs in front of $MCO_FAKECLOUD_URL"
 proxy_out="$MCO_ENV_DIR/logs/bench-proxy.out"
+# Emptied before the start, because the redirection below truncates it only once the
+# child runs, and the loop that reads the address may see an earlier run's first.
+: >"$proxy_out"
 "$target_dir/release/emulator-proxy" --listen 127.0.0.1:0 --upstream "$MCO_FAKECLOUD_URL" \
     --local-jobs >"$proxy_out" 2>"$MCO_ENV_DIR/logs/bench-proxy.log" &
 proxy_pid=$!

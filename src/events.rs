@@ -1,7 +1,8 @@
 //! Push events: MediaConvert "Job State Change" events that an EventBridge rule delivers
 //! to an SQS queue. Each event updates its resource at once; its message is deleted only
-//! after the status shows it. The batched sync still runs, so an event that is lost, late
-//! or out of order is corrected by the next round.
+//! after the status shows it. The batched sync still reads every job that has had no news
+//! for a while, so a read makes up for a lost event. An event that arrives late or out of
+//! order never moves a job backwards.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,11 @@ const MAX_RECEIVES: u32 = 3;
 /// Seconds one receive call waits for messages to arrive.
 const WAIT_SECONDS: i32 = 20;
 
+/// Received batches whose status writes may be awaited at once. Each waits for reconciles,
+/// which a burst of new resources can hold up for seconds, so one batch at a time caps
+/// the reader at a few messages per second while events pile up in the queue.
+const MAX_BATCHES: usize = 16;
+
 /// Reads job events from one SQS queue.
 pub struct JobEvents {
     client: aws_sdk_sqs::Client,
@@ -66,16 +72,24 @@ impl JobEvents {
         }
     }
 
-    /// Receives and applies events until the future is dropped. A failed receive is
-    /// retried with a growing delay of up to a minute.
+    /// Receives and applies events until the future is dropped, with up to
+    /// [`MAX_BATCHES`] received batches in progress. A failed receive is retried with a
+    /// growing delay of up to a minute.
     pub async fn run(self) {
         tracing::info!(queue_url = %self.queue_url, "Reading MediaConvert job events");
+        let reader = Arc::new(self);
+        // Dropping the set aborts its tasks, so they stop with the reader.
+        let mut batches = tokio::task::JoinSet::new();
         let mut delay = Duration::from_secs(1);
         loop {
-            let received = self
+            while batches.try_join_next().is_some() {}
+            if batches.len() >= MAX_BATCHES {
+                batches.join_next().await;
+            }
+            let received = reader
                 .client
                 .receive_message()
-                .queue_url(&self.queue_url)
+                .queue_url(&reader.queue_url)
                 .max_number_of_messages(10)
                 .wait_time_seconds(WAIT_SECONDS)
                 .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
@@ -85,8 +99,14 @@ impl JobEvents {
                 Ok(output) => {
                     delay = Duration::from_secs(1);
                     let messages = output.messages.unwrap_or_default();
-                    futures::future::join_all(messages.iter().map(|message| self.handle(message)))
-                        .await;
+                    if messages.is_empty() {
+                        continue;
+                    }
+                    let reader = reader.clone();
+                    batches.spawn(async move {
+                        let handled = messages.iter().map(|message| reader.handle(message));
+                        futures::future::join_all(handled).await;
+                    });
                 }
                 Err(error) => {
                     let error = aws_sdk_sqs::error::DisplayErrorContext(error);

@@ -113,6 +113,12 @@ struct RunArgs {
     #[arg(long, env = "MCO_EVENTS_QUEUE_REGION")]
     events_queue_region: Option<String>,
 
+    /// With --events-queue-url, seconds without an event or a read after which the
+    /// batched sync reads a job. MediaConvert sends a STATUS_UPDATE event about once a
+    /// minute while a job progresses, but none while it waits in its queue.
+    #[arg(long, env = "MCO_EVENTS_STALENESS_SECONDS", default_value_t = 90)]
+    events_staleness_seconds: u64,
+
     /// Log format.
     #[arg(long, env = "MCO_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -195,6 +201,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         status_sync: args.status_sync,
         poll_interval: Duration::from_secs(args.poll_interval_seconds.max(1)),
         max_poll_interval: Duration::from_secs(args.max_poll_interval_seconds.max(1)),
+        events_staleness: args
+            .events_queue_url
+            .as_ref()
+            .map(|_| Duration::from_secs(args.events_staleness_seconds.max(1))),
         retry_base: Duration::from_secs(args.retry_base_seconds.max(1)),
         retry_max: Duration::from_secs(args.retry_max_seconds.max(1)),
         concurrency: args.concurrency.max(1),

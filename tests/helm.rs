@@ -95,6 +95,7 @@ fn events_queue_renders_flags_only_when_set() {
     let plain = render(deployment, &[]);
     assert!(plain.contains("--status-sync=batched"), "{plain}");
     assert!(!plain.contains("--events-queue-url"), "{plain}");
+    assert!(!plain.contains("--events-staleness-seconds"), "{plain}");
 
     let url = "https://sqs.eu-west-1.amazonaws.com/111122223333/mediaconvert-job-events";
     let queue = format!("events.queueUrl={url}");
@@ -105,6 +106,10 @@ fn events_queue_renders_flags_only_when_set() {
     );
     assert!(
         rendered.contains("--events-queue-region=eu-west-1"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("--events-staleness-seconds=90"),
         "{rendered}"
     );
 }

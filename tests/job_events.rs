@@ -1,5 +1,6 @@
 //! Push events: MediaConvert job state changes that an EventBridge rule delivers to an SQS
-//! queue update status without polling, and late or repeated events change nothing.
+//! queue update status without polling, late or repeated events change nothing, and a job
+//! whose events never arrive is still read by the status sync.
 
 mod support;
 
@@ -14,12 +15,19 @@ use support::*;
 
 /// Operator flags that leave the batched sync idle for the length of a test, so every
 /// status change comes from an event.
-const NO_POLLING: [&str; 4] = [
+const NO_POLLING: [&str; 6] = [
     "--poll-interval-seconds",
     "600",
     "--max-poll-interval-seconds",
     "600",
+    "--events-staleness-seconds",
+    "600",
 ];
+
+/// Staleness window of the tests that keep the batched sync running: short, so that the
+/// fallback reads a silent job within seconds, and longer than the gap between the events
+/// of a job that publishes them.
+const STALENESS: [&str; 2] = ["--events-staleness-seconds", "5"];
 
 /// An SQS queue fed by an EventBridge rule with the job events of one namespace.
 struct EventQueue {
@@ -30,51 +38,14 @@ struct EventQueue {
 
 impl EventQueue {
     async fn create(env: &Env, namespace: &str) -> Self {
+        let aws = env.aws().await;
+        let url = aws
+            .create_event_queue(namespace, namespace)
+            .await
+            .expect("failed to create the event queue and rule");
         let config = env.sdk_config().await;
         let sqs = aws_sdk_sqs::Client::new(&config);
         let events = aws_sdk_eventbridge::Client::new(&config);
-        let url = sqs
-            .create_queue()
-            .queue_name(namespace)
-            .send()
-            .await
-            .expect("CreateQueue failed")
-            .queue_url
-            .expect("queue URL");
-        let arn = sqs
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("GetQueueAttributes failed")
-            .attributes
-            .and_then(|attributes| attributes.get(&QueueAttributeName::QueueArn).cloned())
-            .expect("queue ARN");
-        let pattern = json!({
-            "source": ["aws.mediaconvert"],
-            "detail-type": ["MediaConvert Job State Change"],
-            "detail": {"userMetadata": {"mediaconvert.operators.dev/namespace": [namespace]}},
-        });
-        events
-            .put_rule()
-            .name(namespace)
-            .event_pattern(pattern.to_string())
-            .send()
-            .await
-            .expect("PutRule failed");
-        let target = aws_sdk_eventbridge::types::Target::builder()
-            .id("operator")
-            .arn(arn)
-            .build()
-            .expect("target");
-        events
-            .put_targets()
-            .rule(namespace)
-            .targets(target)
-            .send()
-            .await
-            .expect("PutTargets failed");
         Self { url, sqs, events }
     }
 
@@ -128,10 +99,12 @@ impl EventQueue {
     }
 }
 
-async fn start(prefix: &str, timeline: Value) -> (Setup, EventQueue) {
+/// Starts an operator that reads the events of a fresh namespace, with `flags` added to
+/// the test settings, whose poll interval is one second.
+async fn start(prefix: &str, timeline: Value, flags: &[&str]) -> (Setup, EventQueue) {
     let (env, namespace, seeded) = prepare(prefix, timeline).await;
     let queue = EventQueue::create(&env, &namespace.name).await;
-    let mut args: Vec<&str> = NO_POLLING.to_vec();
+    let mut args: Vec<&str> = flags.to_vec();
     args.extend(["--events-queue-url", &queue.url]);
     let operator = Operator::start_with(&namespace.name, &args);
     let setup = Setup {
@@ -143,12 +116,24 @@ async fn start(prefix: &str, timeline: Value) -> (Setup, EventQueue) {
     (setup, queue)
 }
 
+/// Reads of job state by the operator of `namespace`: `ListJobs` pages and `GetJob` calls.
+async fn reads(setup: &Setup) -> (u64, u64) {
+    let proxy = setup.env.proxy();
+    let name = &setup.namespace.name;
+    let list_pages = proxy.call_count(name, "mediaconvert:ListJobs").await;
+    let get_jobs = proxy.call_count(name, "mediaconvert:GetJob").await;
+    (list_pages, get_jobs)
+}
+
 #[tokio::test]
 async fn events_carry_jobs_to_complete_without_reads() {
     const JOBS: usize = 3;
-    let mut steps = timeline(2_000, complete());
+    // Each job progresses for 8 s with a STATUS_UPDATE every second, so no job goes
+    // 5 s without news while the sync checks every second which jobs did.
+    let mut steps = timeline(8_000, complete());
     steps["publishEvents"] = json!(true);
-    let (setup, queue) = start("events", steps).await;
+    steps["statusUpdateEveryMs"] = json!(1_000);
+    let (setup, queue) = start("events", steps, &STALENESS).await;
     let api = setup.namespace.jobs();
     for index in 0..JOBS {
         create(
@@ -175,10 +160,9 @@ async fn events_carry_jobs_to_complete_without_reads() {
     }
     queue.wait_drained().await;
 
+    let (list_pages, get_jobs) = reads(&setup).await;
     let proxy = setup.env.proxy();
     let name = &setup.namespace.name;
-    let list_pages = proxy.call_count(name, "mediaconvert:ListJobs").await;
-    let get_jobs = proxy.call_count(name, "mediaconvert:GetJob").await;
     // An event can reach a resource before its CreateJob response is recorded; the
     // operator then looks its job up once with ListJobs. Status itself needs no read.
     assert_eq!(get_jobs, 0, "status came from GetJob, not events");
@@ -192,7 +176,7 @@ async fn events_carry_jobs_to_complete_without_reads() {
 #[tokio::test]
 async fn late_and_repeated_events_leave_status_correct() {
     // The job progresses for ten minutes in the emulator; only the events below move it.
-    let (setup, queue) = start("late-events", timeline(600_000, complete())).await;
+    let (setup, queue) = start("late-events", timeline(600_000, complete()), &NO_POLLING).await;
     let api = setup.namespace.jobs();
     let namespace = setup.namespace.name.clone();
     create(&api, &job_yaml("trailer", "{type: S3}", BASE_SETTINGS)).await;
@@ -279,4 +263,30 @@ async fn late_and_repeated_events_leave_status_correct() {
     let (applied, stale) = (counted("applied"), counted("stale"));
     assert_eq!(applied + stale, 6.0, "{samples:?}");
     assert!(applied >= 2.0 && stale >= 2.0, "{samples:?}");
+}
+
+#[tokio::test]
+async fn job_without_events_completes_through_sync() {
+    // The jobs publish no events, as when the rule or the queue is misconfigured, but the
+    // operator still reads the queue.
+    let (setup, queue) = start("silent-events", timeline(2_000, complete()), &STALENESS).await;
+    let api = setup.namespace.jobs();
+    create(&api, &job_yaml("silent", "{type: S3}", BASE_SETTINGS)).await;
+    let done = wait_for(&api, "silent", "Complete", phase_is("Complete")).await;
+    let status = done.status.expect("status");
+    assert_eq!(status.job_percent_complete, Some(100));
+    assert!(
+        !status.outputs.is_empty(),
+        "no outputs recorded: {status:?}"
+    );
+
+    let (list_pages, get_jobs) = reads(&setup).await;
+    assert!(
+        list_pages + get_jobs > 0,
+        "the job completed without a read or an event"
+    );
+    let proxy = setup.env.proxy();
+    let name = &setup.namespace.name;
+    assert_eq!(proxy.call_count(name, "sqs:DeleteMessage").await, 0);
+    queue.wait_drained().await;
 }

@@ -1,5 +1,6 @@
 //! Measures what following many running jobs costs the operator, with the batched
-//! `ListJobs` sync and with `GetJob` polling per resource as the baseline: AWS calls,
+//! `ListJobs` sync, with that sync as a fallback behind job state change events from an
+//! SQS queue, and with `GetJob` polling per resource as the baseline: AWS calls,
 //! Kubernetes API writes, latencies, and the operator process's peak memory and CPU.
 //!
 //! `make bench-sync` runs it. It expects the local environment of `hack/env-up.sh`, an
@@ -25,8 +26,9 @@ struct Args {
     #[arg(default_values_t = [100, 1000, 10000])]
     sizes: Vec<usize>,
 
-    /// Status sync modes to run for each size, in order.
-    #[arg(long, value_delimiter = ',', default_value = "batched,poll")]
+    /// Modes to run for each size, in order: `batched`, `events` (batched, with job events
+    /// from an SQS queue) or `poll`.
+    #[arg(long, value_delimiter = ',', default_value = "batched,events,poll")]
     modes: Vec<String>,
 
     /// The operator's --poll-interval-seconds, the same in both modes.
@@ -36,6 +38,10 @@ struct Args {
     /// Seconds each job spends PROGRESSING before it completes.
     #[arg(long, default_value_t = 60)]
     progress_seconds: u64,
+
+    /// In mode `events`, minimum seconds between two STATUS_UPDATE events of a job.
+    #[arg(long, default_value_t = 20)]
+    status_update_seconds: u64,
 
     /// The operator's --concurrency.
     #[arg(long, default_value_t = 8)]
@@ -68,8 +74,8 @@ async fn main() {
     let args = Args::parse();
     for mode in &args.modes {
         assert!(
-            matches!(mode.as_str(), "batched" | "poll"),
-            "unknown mode {mode:?}; use batched or poll"
+            matches!(mode.as_str(), "batched" | "events" | "poll"),
+            "unknown mode {mode:?}; use batched, events or poll"
         );
     }
     mediaconvert_operator::install_crypto_provider();
@@ -95,20 +101,27 @@ async fn main() {
         key_arn: seeded.key_arn,
         poll_interval: Duration::from_secs(args.poll_interval_seconds.max(1)),
         progress: Duration::from_secs(args.progress_seconds),
+        status_update: Duration::from_secs(args.status_update_seconds),
+        aws: fixtures,
         concurrency: args.concurrency,
         base_timeout: Duration::from_secs(args.timeout_seconds),
     };
     println!(
         "status sync benchmark: sizes {:?}, modes {:?}, poll interval {} s, jobs progress {} s, \
-         concurrency {}",
-        args.sizes, args.modes, args.poll_interval_seconds, args.progress_seconds, args.concurrency
+         STATUS_UPDATE every {} s in mode events, concurrency {}",
+        args.sizes,
+        args.modes,
+        args.poll_interval_seconds,
+        args.progress_seconds,
+        args.status_update_seconds,
+        args.concurrency
     );
     let mut all = Vec::new();
     for &size in &args.sizes {
         for mode in &args.modes {
             let (result, leftovers) = bench.run(size, mode).await;
             all.push(report::print_run(&result, bench.poll_interval));
-            leftovers.delete().await;
+            leftovers.delete(&bench.aws).await;
         }
     }
     report::print_summary(&all, bench.poll_interval);

@@ -13,8 +13,10 @@ const RATE_LIMITS: &str = "mediaconvert=100000,kms=100000,iam=100000,s3=100000";
 pub struct Launch<'a> {
     pub binary: &'a Path,
     pub namespace: &'a str,
-    /// `batched` or `poll`.
-    pub mode: &'a str,
+    /// `--status-sync`: `batched` or `poll`.
+    pub status_sync: &'a str,
+    /// `--events-queue-url`, when the operator reads job events.
+    pub events_queue_url: Option<&'a str>,
     pub poll_interval: Duration,
     pub concurrency: u16,
     pub proxy_url: &'a str,
@@ -42,12 +44,12 @@ impl Operator {
             .unwrap_or_else(|error| panic!("failed to create {}: {error}", launch.log.display()));
         let poll_interval = launch.poll_interval.as_secs().to_string();
         let concurrency = launch.concurrency.to_string();
-        let args = [
+        let mut args = vec![
             "run",
             "--namespace",
             launch.namespace,
             "--status-sync",
-            launch.mode,
+            launch.status_sync,
             "--poll-interval-seconds",
             &poll_interval,
             "--concurrency",
@@ -57,6 +59,9 @@ impl Operator {
             "--metrics-address",
             "127.0.0.1:0",
         ];
+        if let Some(url) = launch.events_queue_url {
+            args.extend(["--events-queue-url", url]);
+        }
         let child = Command::new(launch.binary)
             .args(args)
             .env("AWS_ENDPOINT_URL", launch.proxy_url)

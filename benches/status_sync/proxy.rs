@@ -113,14 +113,20 @@ impl Proxy {
 }
 
 /// Timeline of every benchmark job: queued for `queued`, then progressing with a rising
-/// percentage for `progress`, then complete one second later.
-pub fn timeline(queued: Duration, progress: Duration) -> Value {
+/// percentage for `progress`, then complete one second later. With `status_update` the
+/// job publishes its state changes to EventBridge, and a STATUS_UPDATE at most that often.
+pub fn timeline(queued: Duration, progress: Duration, status_update: Option<Duration>) -> Value {
     let start = queued.as_millis() as u64;
     let uploaded = start + progress.as_millis() as u64;
-    json!({"steps": [
+    let mut timeline = json!({"steps": [
         {"atMs": 0, "status": "SUBMITTED"},
         {"atMs": start, "status": "PROGRESSING", "percent": 0, "currentPhase": "TRANSCODING"},
         {"atMs": uploaded, "status": "PROGRESSING", "percent": 100, "currentPhase": "UPLOADING"},
         {"atMs": uploaded + 1000, "status": "COMPLETE"},
-    ]})
+    ]});
+    if let Some(every) = status_update {
+        timeline["publishEvents"] = json!(true);
+        timeline["statusUpdateEveryMs"] = json!(every.as_millis() as u64);
+    }
+    timeline
 }

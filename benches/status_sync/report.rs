@@ -1,5 +1,5 @@
 //! Figures of a run, computed from its raw results, and their printing: per run, then a
-//! table of all runs and the ratio of batched to poll for each size.
+//! table of all runs and the ratios of batched and events to poll for each size.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -9,6 +9,9 @@ use crate::run::{RunResult, one_job_per_resource};
 
 /// Read operations of the status sync.
 const READS: [&str; 2] = ["mediaconvert:GetJob", "mediaconvert:ListJobs"];
+
+/// Operations of the job events reader.
+const EVENT_CALLS: [&str; 2] = ["sqs:ReceiveMessage", "sqs:DeleteMessage"];
 
 /// Figures of one run.
 pub struct Figures {
@@ -21,6 +24,8 @@ pub struct Figures {
     /// summed lifetimes (CreateJob to finish) in poll intervals.
     pub reads_per_job_interval: f64,
     pub writes_per_job: f64,
+    /// SQS receive and delete calls of the events reader per resource.
+    pub event_calls_per_job: f64,
     /// Milliseconds from the create request to the proxy recording CreateJob.
     pub apply_to_create_ms: Percentiles,
     /// Milliseconds from the scripted finish to the watch showing `Complete`.
@@ -119,12 +124,17 @@ fn operator_writes(result: &RunResult) -> std::collections::BTreeMap<String, u64
     writes
 }
 
+/// Sums the run's calls of `operations`.
+fn count(result: &RunResult, operations: &[&str]) -> u64 {
+    let calls = operations
+        .iter()
+        .map(|operation| result.calls.get(*operation));
+    calls.map(|count| count.copied().unwrap_or_default()).sum()
+}
+
 fn figures(result: &RunResult, poll_interval: Duration) -> Figures {
     let size = result.size as f64;
-    let reads: u64 = READS
-        .iter()
-        .map(|operation| result.calls.get(*operation).copied().unwrap_or_default())
-        .sum();
+    let reads = count(result, &READS);
     let first_created = result.jobs.iter().map(|job| job.created_ms).min();
     let last_finished = result.jobs.iter().filter_map(|job| job.finished_ms).max();
     let in_flight_ms = match (first_created, last_finished) {
@@ -145,6 +155,7 @@ fn figures(result: &RunResult, poll_interval: Duration) -> Figures {
         reads_per_second: reads as f64 * 1000.0 / in_flight_ms as f64,
         reads_per_job_interval: reads as f64 / intervals.max(1.0),
         writes_per_job: writes as f64 / size,
+        event_calls_per_job: count(result, &EVENT_CALLS) as f64 / size,
         apply_to_create_ms: Percentiles::of(apply_to_create(result)),
         finish_to_complete_ms: Percentiles::of(finish_to_complete(result)),
         peak_rss_mib: result.usage.peak_rss_kib as f64 / 1024.0,
@@ -188,23 +199,25 @@ fn finish_to_complete(result: &RunResult) -> Vec<i64> {
         .collect()
 }
 
-/// Prints every run as a Markdown table, then batched divided by poll for each size.
+/// Prints every run as a Markdown table, then batched and events divided by poll for each
+/// size.
 pub fn print_summary(all: &[Figures], poll_interval: Duration) {
     let interval = poll_interval.as_secs();
     println!(
-        "\n| N | mode | reads/job | reads/s | reads/job/{interval} s | writes/job | apply to CreateJob p50/p99 ms | finish to Complete p50/p99 ms | peak RSS MiB | CPU s | one job each |"
+        "\n| N | mode | reads/job | reads/s | reads/job/{interval} s | writes/job | SQS calls/job | apply to CreateJob p50/p99 ms | finish to Complete p50/p99 ms | peak RSS MiB | CPU s | one job each |"
     );
-    println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
     for figures in all {
         let (apply, finish) = (figures.apply_to_create_ms, figures.finish_to_complete_ms);
         println!(
-            "| {} | {} | {:.2} | {:.1} | {:.3} | {:.2} | {} / {} | {} / {} | {:.1} | {:.1} | {} |",
+            "| {} | {} | {:.2} | {:.1} | {:.3} | {:.2} | {:.2} | {} / {} | {} / {} | {:.1} | {:.1} | {} |",
             figures.size,
             figures.mode,
             figures.reads_per_job,
             figures.reads_per_second,
             figures.reads_per_job_interval,
             figures.writes_per_job,
+            figures.event_calls_per_job,
             apply.p50,
             apply.p99,
             finish.p50,
@@ -225,27 +238,36 @@ fn print_ratios(all: &[Figures]) {
     let mut sizes: Vec<usize> = all.iter().map(|figures| figures.size).collect();
     sizes.dedup();
     for size in sizes {
-        let (Some(batched), Some(poll)) = (find(size, "batched"), find(size, "poll")) else {
+        let Some(poll) = find(size, "poll") else {
             continue;
         };
-        let ratio = |a: f64, b: f64| if b == 0.0 { f64::NAN } else { a / b };
-        println!(
-            "\nbatched / poll at N={size}: read calls {:.3}, reads per second {:.3}, \
-             writes {:.2}, apply to CreateJob p50 {:.2}, finish to Complete p50 {:.2}, \
-             peak RSS {:.2}, CPU {:.2}",
-            ratio(batched.reads_per_job, poll.reads_per_job),
-            ratio(batched.reads_per_second, poll.reads_per_second),
-            ratio(batched.writes_per_job, poll.writes_per_job),
-            ratio(
-                batched.apply_to_create_ms.p50 as f64,
-                poll.apply_to_create_ms.p50 as f64
-            ),
-            ratio(
-                batched.finish_to_complete_ms.p50 as f64,
-                poll.finish_to_complete_ms.p50 as f64
-            ),
-            ratio(batched.peak_rss_mib, poll.peak_rss_mib),
-            ratio(batched.cpu_seconds, poll.cpu_seconds),
-        );
+        for mode in ["batched", "events"] {
+            if let Some(figures) = find(size, mode) {
+                print_ratio(size, figures, poll);
+            }
+        }
     }
+}
+
+fn print_ratio(size: usize, figures: &Figures, poll: &Figures) {
+    let ratio = |a: f64, b: f64| if b == 0.0 { f64::NAN } else { a / b };
+    println!(
+        "\n{} / poll at N={size}: read calls {:.3}, reads per second {:.3}, \
+         writes {:.2}, apply to CreateJob p50 {:.2}, finish to Complete p50 {:.2}, \
+         peak RSS {:.2}, CPU {:.2}",
+        figures.mode,
+        ratio(figures.reads_per_job, poll.reads_per_job),
+        ratio(figures.reads_per_second, poll.reads_per_second),
+        ratio(figures.writes_per_job, poll.writes_per_job),
+        ratio(
+            figures.apply_to_create_ms.p50 as f64,
+            poll.apply_to_create_ms.p50 as f64
+        ),
+        ratio(
+            figures.finish_to_complete_ms.p50 as f64,
+            poll.finish_to_complete_ms.p50 as f64
+        ),
+        ratio(figures.peak_rss_mib, poll.peak_rss_mib),
+        ratio(figures.cpu_seconds, poll.cpu_seconds),
+    );
 }

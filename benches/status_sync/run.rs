@@ -32,8 +32,12 @@ pub struct Bench {
     pub key_arn: String,
     pub poll_interval: Duration,
     pub progress: Duration,
+    /// Minimum time between two STATUS_UPDATE events of a job in mode `events`.
+    pub status_update: Duration,
     pub concurrency: u16,
     pub base_timeout: Duration,
+    /// Clients of the emulator, for the event queue and rule of mode `events`.
+    pub aws: aws_fixtures::Aws,
 }
 
 /// Raw figures of one run.
@@ -63,13 +67,19 @@ impl Bench {
 
         // The previous run's jobs would lengthen every ListJobs of this one.
         self.proxy.reset().await;
+        let status_update = (mode == "events").then_some(self.status_update);
         for slot in 0..FINISH_SLOTS {
             let extra = self.poll_interval * slot as u32 / FINISH_SLOTS as u32;
-            let timeline = crate::proxy::timeline(QUEUED, self.progress + extra);
+            let timeline = crate::proxy::timeline(QUEUED, self.progress + extra, status_update);
             self.proxy.script_slot(&namespace, slot, timeline).await;
         }
+        let event_queue = match status_update {
+            Some(_) => Some(self.create_event_queue(&namespace).await),
+            None => None,
+        };
         cluster::create_namespace(&self.client, &namespace).await;
-        let mut operator = self.start_operator(&namespace, mode, &access_key_id);
+        let mut operator =
+            self.start_operator(&namespace, mode, &access_key_id, event_queue.as_deref());
         operator.wait_ready(Duration::from_secs(60)).await;
         let (complete_times, watch) = cluster::watch_complete(api.clone());
         let writes_before = Writes::read(&self.client).await;
@@ -109,16 +119,38 @@ impl Bench {
             api,
             namespace,
             operator,
+            event_queue,
         };
         (result, leftovers)
     }
 
-    fn start_operator(&self, namespace: &str, mode: &str, access_key_id: &str) -> Operator {
+    /// Creates an SQS queue and an EventBridge rule, both named `namespace`, that carry the
+    /// job events of `namespace`, and returns the queue URL.
+    async fn create_event_queue(&self, namespace: &str) -> String {
+        let url = self
+            .aws
+            .create_event_queue(namespace, namespace)
+            .await
+            .unwrap_or_else(|error| panic!("failed to create the event queue: {error:#}"));
+        println!("  job events go to {url}");
+        url
+    }
+
+    fn start_operator(
+        &self,
+        namespace: &str,
+        mode: &str,
+        access_key_id: &str,
+        events_queue_url: Option<&str>,
+    ) -> Operator {
         let log = self.log_dir.join(format!("{namespace}.log"));
+        // Mode `events` is the batched sync behind an event queue.
+        let status_sync = if mode == "poll" { "poll" } else { "batched" };
         Operator::start(&Launch {
             binary: &self.operator_binary,
             namespace,
-            mode,
+            status_sync,
+            events_queue_url,
             poll_interval: self.poll_interval,
             concurrency: self.concurrency,
             proxy_url: self.proxy.url(),
@@ -168,15 +200,21 @@ pub struct Leftovers {
     api: Api<MediaConvertJob>,
     namespace: String,
     operator: Operator,
+    /// URL of the run's event queue, whose queue and rule are named after the namespace.
+    event_queue: Option<String>,
 }
 
 impl Leftovers {
     /// Deletes the resources while the operator still runs, so that it releases their
-    /// finalizers, then stops the operator and deletes the namespace.
-    pub async fn delete(self) {
+    /// finalizers, then stops the operator and deletes the namespace and the event queue.
+    pub async fn delete(self, aws: &aws_fixtures::Aws) {
         cluster::delete_resources(&self.api, Duration::from_secs(600)).await;
         drop(self.operator);
         cluster::delete_namespace(&self.client, &self.namespace).await;
+        if let Some(url) = &self.event_queue {
+            let deleted = aws.delete_event_queue(&self.namespace, url).await;
+            deleted.unwrap_or_else(|error| panic!("failed to delete the event queue: {error:#}"));
+        }
     }
 }
 

@@ -140,6 +140,9 @@ pub struct Settings {
     pub poll_interval: Duration,
     /// Longest interval of the batched sync, reached while no job changes.
     pub max_poll_interval: Duration,
+    /// Set when job events arrive from a queue. The batched sync then reads only jobs with
+    /// no event or read for this long.
+    pub events_staleness: Option<Duration>,
     /// First retry delay after a failure; it doubles per consecutive failure.
     pub retry_base: Duration,
     /// Maximum retry delay.
@@ -179,6 +182,7 @@ impl Context {
         let intervals = SyncIntervals {
             min: settings.poll_interval,
             max: settings.max_poll_interval.max(settings.poll_interval),
+            staleness: settings.events_staleness,
         };
         Self {
             recorder: EventRecorder::new(client.clone(), reporter),

@@ -1,7 +1,8 @@
 //! Batched status sync. One loop per region and queue reads the jobs of every in-flight
 //! resource from `ListJobs` pages and wakes only the resources whose job changed, so
 //! following a thousand jobs costs a few dozen calls per round instead of a thousand.
-//! Push events (see [`crate::events`]) feed the same store.
+//! Push events (see [`crate::events`]) feed the same store. While they flow, the loops
+//! only read jobs that have had no news for a while (see [`SyncIntervals::staleness`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,6 +23,10 @@ pub struct SyncIntervals {
     pub min: Duration,
     /// Interval reached by doubling while nothing changes.
     pub max: Duration,
+    /// Set when job events arrive from a queue. A round then reads only the jobs whose
+    /// latest news (an event, a read, or for a new job its creation) is older than this,
+    /// and the interval follows when the next job becomes due instead of doubling.
+    pub staleness: Option<Duration>,
 }
 
 /// Region and queue of a job: one sync loop serves each.
@@ -97,6 +102,9 @@ struct State {
     untracked: HashSet<String>,
     /// Finished jobs, oldest first, up to [`MAX_FINISHED`].
     finished: VecDeque<String>,
+    /// Epoch milliseconds up to which each job's state is known: the time of its latest
+    /// read or event, and for a job not heard of yet, its creation.
+    heard_ms: HashMap<String, i64>,
     next_seq: u64,
 }
 
@@ -179,6 +187,10 @@ impl StatusSync {
             }
         }
         state.queue_of.insert(job_id.to_string(), key.clone());
+        if !state.heard_ms.contains_key(job_id) {
+            let created_ms = job.created_at.map_or_else(now_ms, |seconds| seconds * 1000);
+            state.heard_ms.insert(job_id.to_string(), created_ms);
+        }
         let queue = match state.queues.get_mut(&key) {
             Some(queue) => queue,
             None => {
@@ -207,6 +219,7 @@ impl StatusSync {
         }
         state.observations.remove(job_id);
         state.untracked.remove(job_id);
+        state.heard_ms.remove(job_id);
         if self.written.borrow().get(job_id) == Some(&FINISHED) {
             return;
         }
@@ -272,6 +285,8 @@ impl StatusSync {
                 _ => return Outcome::Unknown,
             },
         };
+        // Even a stale state shows that the job was alive at its time.
+        state.heard(job_id, at_ms.min(now_ms()));
         if let Some(known) = state.observations.get(job_id)
             && !is_newer(&snapshot, at_ms, known)
         {
@@ -291,30 +306,49 @@ impl StatusSync {
         Outcome::Stored(seq)
     }
 
-    /// Runs the loop of one queue. It makes no call while the queue has no tracked job,
-    /// reads every `min` interval while jobs change, and backs off to `max` while none do.
+    /// Runs the loop of one queue. It makes no call while the queue has no tracked job.
+    /// Without events it reads every `min` interval while jobs change and backs off to
+    /// `max` while none do. With events it reads only stale jobs, when the next one falls
+    /// due, and never closer than `min`.
     async fn run(self: Arc<Self>, key: QueueKey, wake: Arc<Notify>) {
-        let SyncIntervals { min, max } = self.intervals;
+        let SyncIntervals { min, max, .. } = self.intervals;
         let mut interval = min;
         loop {
-            let jobs = self.jobs_of(&key);
+            let Selection { jobs, next_due } = self.jobs_of(&key);
             if jobs.is_empty() {
-                wake.notified().await;
-                interval = min;
-                tokio::time::sleep(min).await;
+                match next_due {
+                    // Only with events, when every job had news lately.
+                    Some(due) => tokio::time::sleep(due.max(min)).await,
+                    None => {
+                        wake.notified().await;
+                        interval = min;
+                        tokio::time::sleep(min).await;
+                    }
+                }
                 continue;
             }
+            let events = self.intervals.staleness.is_some();
             match self.round(&key, jobs).await {
                 Ok(changes) => {
                     if changes.moved + changes.progressed > 0 {
                         tracing::debug!(region = %key.region, queue = %key.queue, moved = changes.moved, progressed = changes.progressed, "Synced job states");
                     }
-                    interval = changes.next_interval(interval, self.intervals);
+                    interval = if events {
+                        min
+                    } else {
+                        changes.next_interval(interval, self.intervals)
+                    };
                 }
                 Err(error) => {
                     tracing::warn!(%error, region = %key.region, queue = %key.queue, "Status sync failed; retrying");
                     interval = interval.saturating_mul(2).min(max);
                 }
+            }
+            if events {
+                // The next selection waits for the next stale job. A new job is not
+                // stale, so it does not shorten the wait.
+                tokio::time::sleep(interval).await;
+                continue;
             }
             tokio::select! {
                 () = tokio::time::sleep(interval) => {}
@@ -327,29 +361,9 @@ impl StatusSync {
         }
     }
 
-    /// Jobs of `key` whose state may still change. A job is known by its latest
-    /// observation when there is one, because its resource may not have caught up yet.
-    /// Jobs already seen finished, or gone, are left out until their resource records it,
-    /// so a backlog of reconciles never makes the sync read them again.
-    fn jobs_of(&self, key: &QueueKey) -> HashMap<String, TrackedJob> {
-        let state = self.state();
-        let Some(queue) = state.queues.get(key) else {
-            return HashMap::new();
-        };
-        let mut jobs = HashMap::with_capacity(queue.jobs.len());
-        for (id, job) in &queue.jobs {
-            let mut job = job.clone();
-            match state.observations.get(id).map(|known| &known.snapshot) {
-                Some(Some(snapshot)) if rank(&snapshot.status) == 2 => continue,
-                Some(None) => continue,
-                Some(Some(snapshot)) if rank(&snapshot.status) > rank(&job.status) => {
-                    job.status = snapshot.status.clone();
-                }
-                _ => {}
-            }
-            jobs.insert(id.clone(), job);
-        }
-        jobs
+    /// Jobs of `key` that the next round reads (see [`State::select`]).
+    fn jobs_of(&self, key: &QueueKey) -> Selection {
+        self.state().select(key, now_ms(), self.intervals.staleness)
     }
 
     /// Reads the state of every job in `jobs` with as few calls as it can, stores what
@@ -367,6 +381,7 @@ impl StatusSync {
     ) -> Result<Changes, AwsError> {
         let mut changes = Changes::default();
         let mut record = |id: &str, snapshot: Option<JobSnapshot>| {
+            self.state().heard(id, now_ms());
             let known = self.observation(id).map(|known| known.snapshot);
             if known.as_ref() == Some(&snapshot) {
                 return;
@@ -465,6 +480,60 @@ impl StatusSync {
     }
 }
 
+/// Jobs a round reads, and when the next job falls due while none does.
+#[derive(Debug, Default)]
+struct Selection {
+    jobs: HashMap<String, TrackedJob>,
+    /// With a staleness window, the time until the first in-flight job that is not due yet
+    /// becomes stale. `None` without a window, or when no such job exists.
+    next_due: Option<Duration>,
+}
+
+impl State {
+    /// Moves the time up to which the state of `job_id` is known forward to `at_ms`.
+    fn heard(&mut self, job_id: &str, at_ms: i64) {
+        let heard = self.heard_ms.entry(job_id.to_string()).or_insert(at_ms);
+        *heard = (*heard).max(at_ms);
+    }
+
+    /// Selects the jobs of `key` whose state may still change. A job is known by its
+    /// latest observation when there is one, because its resource may not have caught up
+    /// yet. Jobs already seen finished, or gone, are left out until their resource records
+    /// it, so a backlog of reconciles never makes the sync read them again. With a
+    /// `staleness` window, jobs heard of within the window at `now_ms` are left out too.
+    fn select(&self, key: &QueueKey, now_ms: i64, staleness: Option<Duration>) -> Selection {
+        let Some(queue) = self.queues.get(key) else {
+            return Selection::default();
+        };
+        let window_ms = staleness.map(|window| window.as_millis() as i64);
+        let mut selection = Selection::default();
+        let mut next_due_ms: Option<i64> = None;
+        for (id, job) in &queue.jobs {
+            let mut job = job.clone();
+            match self.observations.get(id).map(|known| &known.snapshot) {
+                Some(Some(snapshot)) if rank(&snapshot.status) == 2 => continue,
+                Some(None) => continue,
+                Some(Some(snapshot)) if rank(&snapshot.status) > rank(&job.status) => {
+                    job.status = snapshot.status.clone();
+                }
+                _ => {}
+            }
+            let heard_ms = self.heard_ms.get(id).copied();
+            if let (Some(window_ms), Some(heard_ms)) = (window_ms, heard_ms) {
+                let due_in_ms = heard_ms + window_ms - now_ms;
+                if due_in_ms > 0 {
+                    next_due_ms = Some(next_due_ms.map_or(due_in_ms, |next| next.min(due_in_ms)));
+                    continue;
+                }
+            }
+            selection.jobs.insert(id.clone(), job);
+        }
+        selection.next_due =
+            next_due_ms.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or_default()));
+        selection
+    }
+}
+
 /// Changes found by one round.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Changes {
@@ -480,7 +549,7 @@ impl Changes {
     /// double up to four times `min`, so a queue full of long transcodes is read less often
     /// while its percentages rise. With no change at all it doubles up to `max`.
     fn next_interval(self, interval: Duration, intervals: SyncIntervals) -> Duration {
-        let SyncIntervals { min, max } = intervals;
+        let SyncIntervals { min, max, .. } = intervals;
         let doubled = interval.saturating_mul(2);
         if self.moved > 0 {
             min
@@ -558,6 +627,7 @@ mod tests {
     const INTERVALS: SyncIntervals = SyncIntervals {
         min: Duration::from_secs(5),
         max: Duration::from_secs(60),
+        staleness: None,
     };
 
     fn next(moved: usize, progressed: usize, seconds: u64) -> u64 {
@@ -633,6 +703,107 @@ mod tests {
             2_000,
             &known
         ));
+    }
+
+    const NOW_MS: i64 = 1_764_900_000_000;
+    const WINDOW: Option<Duration> = Some(Duration::from_secs(90));
+
+    fn queue_key() -> QueueKey {
+        QueueKey {
+            region: "us-east-1".into(),
+            queue: DEFAULT_QUEUE.into(),
+        }
+    }
+
+    /// State with one tracked job per entry of `heard_ms`: its id and the epoch
+    /// milliseconds of its latest news.
+    fn state_with(heard_ms: &[(&str, i64)]) -> State {
+        let mut state = State::default();
+        let jobs = heard_ms.iter().map(|(id, _)| {
+            let job = TrackedJob {
+                object: ObjectRef::new(id),
+                created_at: None,
+                status: "PROGRESSING".into(),
+            };
+            (id.to_string(), job)
+        });
+        let queue = Queue {
+            jobs: jobs.collect(),
+            wake: Arc::new(Notify::new()),
+        };
+        state.queues.insert(queue_key(), queue);
+        for (id, at_ms) in heard_ms {
+            state.heard_ms.insert(id.to_string(), *at_ms);
+        }
+        state
+    }
+
+    fn selected(selection: &Selection) -> Vec<&str> {
+        let mut ids: Vec<&str> = selection.jobs.keys().map(String::as_str).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    #[test]
+    fn without_events_every_job_is_read() {
+        let state = state_with(&[("fresh", NOW_MS), ("old", NOW_MS - 600_000)]);
+        let selection = state.select(&queue_key(), NOW_MS, None);
+        assert_eq!(selected(&selection), ["fresh", "old"]);
+        assert_eq!(selection.next_due, None);
+    }
+
+    #[test]
+    fn with_events_only_stale_jobs_are_read() {
+        let state = state_with(&[
+            ("quiet", NOW_MS - 91_000),
+            ("recent", NOW_MS - 30_000),
+            ("exactly-due", NOW_MS - 90_000),
+        ]);
+        let selection = state.select(&queue_key(), NOW_MS, WINDOW);
+        assert_eq!(selected(&selection), ["exactly-due", "quiet"]);
+        assert_eq!(selection.next_due, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn with_events_fresh_jobs_wait_for_the_first_to_go_stale() {
+        let state = state_with(&[("a", NOW_MS - 10_000), ("b", NOW_MS - 70_000)]);
+        let selection = state.select(&queue_key(), NOW_MS, WINDOW);
+        assert!(selection.jobs.is_empty());
+        assert_eq!(selection.next_due, Some(Duration::from_secs(20)));
+    }
+
+    #[test]
+    fn event_counts_as_news() {
+        let mut state = state_with(&[("job", NOW_MS - 120_000)]);
+        state.heard("job", NOW_MS - 5_000);
+        let selection = state.select(&queue_key(), NOW_MS, WINDOW);
+        assert!(selection.jobs.is_empty());
+        assert_eq!(selection.next_due, Some(Duration::from_secs(85)));
+    }
+
+    #[test]
+    fn late_event_does_not_move_news_back() {
+        let mut state = state_with(&[("job", NOW_MS - 5_000)]);
+        state.heard("job", NOW_MS - 300_000);
+        assert_eq!(state.heard_ms["job"], NOW_MS - 5_000);
+    }
+
+    #[test]
+    fn finished_job_is_not_read_even_when_stale() {
+        let mut state = state_with(&[("done", NOW_MS - 600_000), ("running", NOW_MS)]);
+        let observation = known("COMPLETE", Some(100), NOW_MS - 600_000);
+        state.observations.insert("done".into(), observation);
+        let selection = state.select(&queue_key(), NOW_MS, WINDOW);
+        assert!(selection.jobs.is_empty());
+        assert_eq!(selection.next_due, Some(Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn job_without_news_is_read() {
+        let mut state = state_with(&[("job", NOW_MS)]);
+        state.heard_ms.clear();
+        let selection = state.select(&queue_key(), NOW_MS, WINDOW);
+        assert_eq!(selected(&selection), ["job"]);
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct EventJob {
     last_status: Option<JobStatus>,
     /// `jobPercentComplete` of the last PROGRESSING or STATUS_UPDATE event.
     last_percent: Option<u8>,
+    /// Unix milliseconds of the last PROGRESSING or STATUS_UPDATE event.
+    last_progress_ms: Option<u64>,
     /// Unix milliseconds up to which changes have been turned into events.
     checked_ms: u64,
 }
@@ -69,6 +71,7 @@ impl EventJob {
             settings,
             last_status: None,
             last_percent: None,
+            last_progress_ms: None,
             checked_ms: 0,
         }
     }
@@ -77,7 +80,9 @@ impl EventJob {
     /// order, and marks them published. Every job starts with SUBMITTED at its
     /// creation. A status change gives one event at the time it happened. A
     /// new `jobPercentComplete` while PROGRESSING gives one STATUS_UPDATE at
-    /// `now_ms`, however often the percent changed since the last call.
+    /// `now_ms`, however often the percent changed since the last call, but
+    /// none sooner than the timeline's `statusUpdateEveryMs` after the last
+    /// PROGRESSING or STATUS_UPDATE event.
     pub fn take_changes(&mut self, job: &ScriptedJob, now_ms: u64) -> Vec<Change> {
         let mut changes = Vec::new();
         // NOTE: MediaConvert itself sends no SUBMITTED event, as its user guide's
@@ -104,6 +109,9 @@ impl EventJob {
             }
             self.last_status = Some(state.status);
             self.last_percent = state.percent;
+            if state.status == JobStatus::Progressing {
+                self.last_progress_ms = Some(at_ms);
+            }
             changes.push(Change {
                 status: state.status.as_str(),
                 at_ms,
@@ -114,8 +122,13 @@ impl EventJob {
 
         let state = job.state_at(now_ms);
         let progressing = state.status == JobStatus::Progressing;
-        if progressing && state.percent.is_some() && state.percent != self.last_percent {
+        let every_ms = job.timeline.status_update_every_ms.unwrap_or(0);
+        let due = self
+            .last_progress_ms
+            .is_none_or(|last| now_ms >= last.saturating_add(every_ms));
+        if progressing && due && state.percent.is_some() && state.percent != self.last_percent {
             self.last_percent = state.percent;
+            self.last_progress_ms = Some(now_ms);
             changes.push(Change {
                 status: "STATUS_UPDATE",
                 at_ms: now_ms,
@@ -361,6 +374,40 @@ mod tests {
             statuses(&events.take_changes(&job, at(5000))),
             [("COMPLETE", 1200)]
         );
+        assert!(events.is_finished());
+    }
+
+    #[test]
+    fn status_updates_wait_for_cadence() {
+        let mut job = progress_job();
+        job.timeline.status_update_every_ms = Some(400);
+        let mut events = event_job();
+        let at = |ms: u64| CREATED_MS + ms;
+
+        let first = events.take_changes(&job, at(100));
+        assert_eq!(statuses(&first), [("SUBMITTED", 0), ("PROGRESSING", 100)]);
+        // The percent rises every 10 ms, but updates come 400 ms apart.
+        assert!(events.take_changes(&job, at(300)).is_empty());
+        assert!(events.take_changes(&job, at(499)).is_empty());
+        assert_eq!(
+            statuses(&events.take_changes(&job, at(500))),
+            [("STATUS_UPDATE", 500)]
+        );
+        assert!(events.take_changes(&job, at(700)).is_empty());
+        assert_eq!(
+            statuses(&events.take_changes(&job, at(950))),
+            [("STATUS_UPDATE", 950)]
+        );
+    }
+
+    #[test]
+    fn status_change_is_not_held_back_by_cadence() {
+        let mut job = progress_job();
+        job.timeline.status_update_every_ms = Some(60_000);
+        let mut events = event_job();
+        events.take_changes(&job, CREATED_MS + 150);
+        let changes = events.take_changes(&job, CREATED_MS + 1300);
+        assert_eq!(statuses(&changes), [("COMPLETE", 1200)]);
         assert!(events.is_finished());
     }
 

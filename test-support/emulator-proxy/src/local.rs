@@ -198,6 +198,7 @@ fn complete_at_once() -> Timeline {
     Timeline {
         steps: vec![step],
         publish_events: false,
+        status_update_every_ms: None,
     }
 }
 

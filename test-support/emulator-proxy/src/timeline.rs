@@ -62,6 +62,11 @@ pub struct Timeline {
     /// EventBridge on each status change.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub publish_events: bool,
+    /// Minimum milliseconds between two STATUS_UPDATE events of a job, counted from
+    /// its PROGRESSING event. MediaConvert sends about one a minute. When unset, every
+    /// tick in which `jobPercentComplete` changed sends one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_update_every_ms: Option<u64>,
 }
 
 /// Scripted job state at one instant, with times in milliseconds after creation.
@@ -388,6 +393,18 @@ mod tests {
         assert_eq!(state.current_phase, None);
         assert_eq!(state.started_ms, Some(1000));
         assert_eq!(state.finished_ms, Some(2000));
+    }
+
+    #[test]
+    fn status_update_cadence_is_optional() {
+        assert_eq!(progress_timeline().status_update_every_ms, None);
+        let paced = timeline(json!({
+            "publishEvents": true,
+            "statusUpdateEveryMs": 20000,
+            "steps": [{"atMs": 0, "status": "COMPLETE"}],
+        }));
+        assert_eq!(paced.status_update_every_ms, Some(20_000));
+        assert!(paced.publish_events);
     }
 
     #[test]
