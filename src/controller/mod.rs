@@ -22,7 +22,7 @@ use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, predicates, refl
 use kube::{Api, Client, ResourceExt};
 use thiserror::Error;
 
-use crate::api::MediaConvertJob;
+use crate::api::{JobPhase, MediaConvertJob, MediaConvertJobStatus};
 use crate::aws::{AwsError, ErrorClass, MediaConvert};
 use crate::health::Health;
 use crate::metrics::Metrics;
@@ -342,8 +342,8 @@ async fn watch(
     // own status writes do not, so a status patch never feeds back into another pass.
     // The status sync wakes a resource when its job changed; requeues are the safety net.
     // The cache keeps no managed fields, no client-side apply annotation and no job
-    // settings: submission reads the object afresh, so with thousands of resources the
-    // cache holds only what following them needs.
+    // settings, because submission reads the object afresh. Finished resources also keep
+    // only the status fields that later reconciles read, so thousands of them stay small.
     let (reader, writer) = reflector::store();
     context.metrics.watch_store(reader.clone());
     let changes = watcher(jobs, watcher::Config::default().any_semantic())
@@ -357,6 +357,9 @@ async fn watch(
             job.managed_fields_mut().clear();
             job.annotations_mut().remove(LAST_APPLIED_ANNOTATION);
             job.spec.settings = serde_json::Value::Null;
+            if let Some(status) = job.status.as_mut() {
+                strip_finished(status);
+            }
         })
         .reflect(writer)
         .applied_objects()
@@ -381,6 +384,21 @@ async fn watch(
             }
         })
         .await;
+}
+
+/// Removes the fields that later reconciles do not read from a finished resource's cached
+/// status. Those reconciles only release the finalizer or apply `ttlSecondsAfterFinished`.
+fn strip_finished(status: &mut MediaConvertJobStatus) {
+    if !status.phase.is_some_and(JobPhase::is_terminal) {
+        return;
+    }
+    status.conditions = Vec::new();
+    status.validation = None;
+    status.encryption = None;
+    status.outputs = Vec::new();
+    status.error_message = None;
+    status.current_phase = None;
+    status.job_arn = None;
 }
 
 /// Reconciles one resource: the finalizer wraps the apply and cleanup steps.
@@ -470,4 +488,36 @@ fn error_policy(job: Arc<MediaConvertJob>, error: &Error, context: Arc<Context>)
         tracing::warn!(%error, category = error.category(), delay_ms = delay.as_millis() as u64, "Reconcile failed; retrying");
     }
     Action::requeue(delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(phase: JobPhase) -> MediaConvertJobStatus {
+        MediaConvertJobStatus {
+            phase: Some(phase),
+            job_id: Some("1700000000000-abc123".into()),
+            error_message: Some("Access denied".into()),
+            outputs: vec!["s3://example-media-out/trailer/trailer.mp4".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn finished_status_keeps_job_id() {
+        let mut finished = status(JobPhase::Complete);
+        strip_finished(&mut finished);
+        assert_eq!(finished.phase, Some(JobPhase::Complete));
+        assert_eq!(finished.job_id.as_deref(), Some("1700000000000-abc123"));
+        assert!(finished.outputs.is_empty());
+        assert_eq!(finished.error_message, None);
+    }
+
+    #[test]
+    fn running_status_kept_whole() {
+        let mut running = status(JobPhase::Progressing);
+        strip_finished(&mut running);
+        assert_eq!(running, status(JobPhase::Progressing));
+    }
 }
