@@ -26,18 +26,17 @@ fn chart_lints_in_both_modes() {
     );
 }
 
+/// Runs `helm template` on the chart with one `--set` value.
+fn template_with(value: &str) -> std::process::Output {
+    std::process::Command::new(chart::helm_bin())
+        .args(["template", "r", CHART, "--set", value])
+        .output()
+        .expect("failed to run helm")
+}
+
 #[test]
 fn schema_rejects_invalid_namespace() {
-    let output = std::process::Command::new(chart::helm_bin())
-        .args([
-            "template",
-            "r",
-            CHART,
-            "--set",
-            "watchNamespaces={Media_Jobs}",
-        ])
-        .output()
-        .expect("failed to run helm");
+    let output = template_with("watchNamespaces={Media_Jobs}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "an invalid namespace rendered");
     assert!(stderr.contains("/watchNamespaces/0"), "{stderr}");
@@ -116,16 +115,7 @@ fn events_queue_renders_flags_only_when_set() {
 
 #[test]
 fn schema_rejects_unknown_status_sync() {
-    let output = std::process::Command::new(chart::helm_bin())
-        .args([
-            "template",
-            "r",
-            CHART,
-            "--set",
-            "operator.statusSync=events",
-        ])
-        .output()
-        .expect("failed to run helm");
+    let output = template_with("operator.statusSync=events");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "an unknown sync mode rendered");
     assert!(stderr.contains("statusSync"), "{stderr}");
