@@ -50,8 +50,8 @@ struct RunArgs {
     )]
     namespaces: Vec<String>,
 
-    /// Source of the state of submitted jobs: `batched` reads all in-flight jobs of a
-    /// region and queue from ListJobs pages; `poll` reads each job with GetJob.
+    /// Source of the state of submitted jobs. `batched` reads all in-flight jobs of a
+    /// region and queue from ListJobs pages, and `poll` reads each job with GetJob.
     #[arg(long, env = "MCO_STATUS_SYNC", value_enum, default_value = "batched")]
     status_sync: controller::StatusSyncMode,
 
@@ -60,7 +60,7 @@ struct RunArgs {
     #[arg(long, env = "MCO_POLL_INTERVAL_SECONDS", default_value_t = 5)]
     poll_interval_seconds: u64,
 
-    /// Longest interval of the batched sync, reached while no job changes.
+    /// Maximum interval of the batched sync, reached while no job changes.
     #[arg(long, env = "MCO_MAX_POLL_INTERVAL_SECONDS", default_value_t = 60)]
     max_poll_interval_seconds: u64,
 

@@ -181,8 +181,8 @@ pub struct JobPage {
 }
 
 impl JobPage {
-    /// Reports whether the page holds a job created before `since` (epoch seconds). In a
-    /// newest-first listing, later pages then hold only older jobs.
+    /// Reports whether the page contains a job created before `since` (epoch seconds). In a
+    /// newest-first listing, later pages then contain only older jobs.
     pub fn reaches_before(&self, since: i64) -> bool {
         self.jobs
             .iter()

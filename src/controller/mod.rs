@@ -138,7 +138,7 @@ pub struct Settings {
     /// How often a queued or running job is read from MediaConvert; with the batched sync,
     /// the interval while jobs change.
     pub poll_interval: Duration,
-    /// Longest interval of the batched sync, reached while no job changes.
+    /// Maximum interval of the batched sync, reached while no job changes.
     pub max_poll_interval: Duration,
     /// Set when job events arrive from a queue. The batched sync then reads only jobs with
     /// no event or read for this long.

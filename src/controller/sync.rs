@@ -765,7 +765,7 @@ mod tests {
     }
 
     #[test]
-    fn with_events_fresh_jobs_wait_for_the_first_to_go_stale() {
+    fn fresh_jobs_wait_until_stale() {
         let state = state_with(&[("a", NOW_MS - 10_000), ("b", NOW_MS - 70_000)]);
         let selection = state.select(&queue_key(), NOW_MS, WINDOW);
         assert!(selection.jobs.is_empty());
