@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use serde_json::{Map, Value, json};
 
 use crate::aws::JobSnapshot;
@@ -105,7 +105,13 @@ impl JobEvents {
                     let reader = reader.clone();
                     batches.spawn(async move {
                         let handled = messages.iter().map(|message| reader.handle(message));
-                        futures::future::join_all(handled).await;
+                        let done = futures::future::join_all(handled).await;
+                        let receipts = messages
+                            .iter()
+                            .zip(done)
+                            .filter(|(_, done)| *done)
+                            .filter_map(|(message, _)| message.receipt_handle());
+                        reader.delete(receipts).await;
                     });
                 }
                 Err(error) => {
@@ -118,7 +124,8 @@ impl JobEvents {
         }
     }
 
-    async fn handle(&self, message: &Message) {
+    /// Applies one message. Returns `true` when the message can be deleted.
+    async fn handle(&self, message: &Message) -> bool {
         let body = message.body().unwrap_or_default();
         let Some(event) = JobEvent::parse(body) else {
             tracing::debug!(
@@ -126,8 +133,7 @@ impl JobEvents {
                 "Deleting a message that carries no MediaConvert job state"
             );
             self.metrics.job_event("not_state");
-            self.delete(message).await;
-            return;
+            return true;
         };
         let known = self.sync.observation(&event.job_id);
         let base = known.and_then(|known| known.snapshot);
@@ -140,44 +146,69 @@ impl JobEvents {
                 tracing::debug!(job_id = %event.job_id, status = %event.status, seq, "Applying a job event");
                 if self.sync.written(&event.job_id, seq, WRITE_TIMEOUT).await {
                     self.metrics.job_event("applied");
-                    self.delete(message).await;
+                    true
                 } else if receive_count(message) >= MAX_RECEIVES {
                     self.metrics.job_event("expired");
                     tracing::warn!(job_id = %event.job_id, status = %event.status, "Status of a job event was not written after repeated deliveries; deleting it and leaving the job to the status sync");
-                    self.delete(message).await;
+                    true
                 } else {
                     self.metrics.job_event("returned");
                     tracing::debug!(job_id = %event.job_id, "Status of a job event not written yet; the message returns to the queue");
+                    false
                 }
             }
             Outcome::Stale => {
                 tracing::debug!(job_id = %event.job_id, status = %event.status, "Ignoring a job event older than the known state");
                 self.metrics.job_event("stale");
-                self.delete(message).await;
+                true
             }
             Outcome::Unknown => {
                 tracing::debug!(job_id = %event.job_id, "Ignoring an event of a job no resource owns");
                 self.metrics.job_event("unowned");
-                self.delete(message).await;
+                true
             }
         }
     }
 
-    async fn delete(&self, message: &Message) {
-        let Some(receipt_handle) = message.receipt_handle() else {
+    /// Deletes the messages of one received batch with one `DeleteMessageBatch` call.
+    /// A receive returns at most ten messages, the maximum of one batch.
+    async fn delete<'a>(&self, receipts: impl Iterator<Item = &'a str>) {
+        let entries: Vec<DeleteMessageBatchRequestEntry> = receipts
+            .enumerate()
+            .filter_map(|(index, receipt)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(index.to_string())
+                    .receipt_handle(receipt)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if entries.is_empty() {
             return;
-        };
+        }
         let deleted = self
             .client
-            .delete_message()
+            .delete_message_batch()
             .queue_url(&self.queue_url)
-            .receipt_handle(receipt_handle)
+            .set_entries(Some(entries))
             .send()
             .await;
-        if let Err(error) = deleted {
-            // The message returns and is applied again, which changes nothing.
-            let error = aws_sdk_sqs::error::DisplayErrorContext(error);
-            tracing::warn!(error = %error, "Failed to delete a job event");
+        // A message that is not deleted returns and is applied again, which changes nothing.
+        match deleted {
+            Ok(output) => {
+                for failed in output.failed() {
+                    tracing::warn!(
+                        queue_url = %self.queue_url,
+                        code = failed.code(),
+                        message = failed.message(),
+                        "Failed to delete a job event; it returns to the queue"
+                    );
+                }
+            }
+            Err(error) => {
+                let error = aws_sdk_sqs::error::DisplayErrorContext(error);
+                tracing::warn!(queue_url = %self.queue_url, error = %error, "Failed to delete job events; they return to the queue");
+            }
         }
     }
 }

@@ -170,7 +170,8 @@ async fn events_carry_jobs_to_complete_without_reads() {
         list_pages <= JOBS as u64,
         "{list_pages} ListJobs calls for {JOBS} jobs: status came from the sync"
     );
-    assert!(proxy.call_count(name, "sqs:DeleteMessage").await > 0);
+    assert!(proxy.call_count(name, "sqs:DeleteMessageBatch").await > 0);
+    assert_eq!(proxy.call_count(name, "sqs:DeleteMessage").await, 0);
 }
 
 #[tokio::test]
@@ -288,6 +289,8 @@ async fn job_without_events_completes_through_sync() {
     );
     let proxy = setup.env.proxy();
     let name = &setup.namespace.name;
-    assert_eq!(proxy.call_count(name, "sqs:DeleteMessage").await, 0);
+    for operation in ["sqs:DeleteMessageBatch", "sqs:DeleteMessage"] {
+        assert_eq!(proxy.call_count(name, operation).await, 0, "{operation}");
+    }
     queue.wait_drained().await;
 }

@@ -11,7 +11,11 @@ use crate::run::{RunResult, one_job_per_resource};
 const READS: [&str; 2] = ["mediaconvert:GetJob", "mediaconvert:ListJobs"];
 
 /// Operations of the job events reader.
-const EVENT_CALLS: [&str; 2] = ["sqs:ReceiveMessage", "sqs:DeleteMessage"];
+const EVENT_CALLS: [&str; 3] = [
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessageBatch",
+    "sqs:DeleteMessage",
+];
 
 /// Figures of one run.
 pub struct Figures {
