@@ -13,6 +13,7 @@ use kube::runtime::reflector::ObjectRef;
 use tokio::sync::{Notify, watch};
 
 use crate::api::MediaConvertJob;
+use crate::aws::mediaconvert::LIST_PAGE_SIZE;
 use crate::aws::{AwsError, JobSnapshot, MediaConvert};
 use crate::validate::offline::RESERVED_METADATA_PREFIX;
 
@@ -313,6 +314,7 @@ impl StatusSync {
     async fn run(self: Arc<Self>, key: QueueKey, wake: Arc<Notify>) {
         let SyncIntervals { min, max, .. } = self.intervals;
         let mut interval = min;
+        let mut status_rounds_left = 0;
         loop {
             let Selection { jobs, next_due } = self.jobs_of(&key);
             if jobs.is_empty() {
@@ -328,15 +330,27 @@ impl StatusSync {
                 continue;
             }
             let events = self.intervals.staleness.is_some();
-            match self.round(&key, jobs).await {
+            let depth = if status_rounds_left > 0 && interval == min {
+                status_rounds_left -= 1;
+                Depth::Status
+            } else {
+                let worth = !events && status_rounds_pay(&jobs);
+                status_rounds_left = if worth { STATUS_ROUNDS } else { 0 };
+                Depth::Full
+            };
+            match self.round(&key, jobs, depth).await {
                 Ok(changes) => {
                     if changes.moved + changes.progressed > 0 {
-                        tracing::debug!(region = %key.region, queue = %key.queue, moved = changes.moved, progressed = changes.progressed, "Synced job states");
+                        tracing::debug!(region = %key.region, queue = %key.queue, ?depth, moved = changes.moved, progressed = changes.progressed, "Synced job states");
                     }
                     interval = if events {
                         min
+                    } else if depth == Depth::Status {
+                        // A status round reads no progress, so only a full round without
+                        // changes lengthens the interval.
+                        min
                     } else {
-                        changes.next_interval(interval, self.intervals)
+                        changes.next_interval(interval, self.intervals, status_rounds_left > 0)
                     };
                 }
                 Err(error) => {
@@ -366,7 +380,7 @@ impl StatusSync {
         self.state().select(key, now_ms(), self.intervals.staleness)
     }
 
-    /// Reads the state of every job in `jobs` with as few calls as it can, stores what
+    /// Reads the state of the jobs in `missing` with as few calls as it can, stores what
     /// changed and returns how many changed.
     ///
     /// Jobs only move forward: SUBMITTED, PROGRESSING, then one of COMPLETE, ERROR and
@@ -374,10 +388,14 @@ impl StatusSync {
     /// yet seen may be in it, newest first and only back to the oldest such job. Jobs not
     /// found there have finished and are looked for in the terminal listings, at most as
     /// many pages as they fill. Whatever is still missing is read with `GetJob`.
+    ///
+    /// A [`Depth::Status`] round skips the PROGRESSING listing, the longest one, except to
+    /// find jobs that just left SUBMITTED. Running jobs not found finished keep their state.
     async fn round(
         &self,
         key: &QueueKey,
         mut missing: HashMap<String, TrackedJob>,
+        depth: Depth,
     ) -> Result<Changes, AwsError> {
         let mut changes = Changes::default();
         let mut record = |id: &str, snapshot: Option<JobSnapshot>| {
@@ -398,33 +416,56 @@ impl StatusSync {
                 }
             }
         };
-
-        for status in ["SUBMITTED", "PROGRESSING"] {
-            let may_hold = |job: &TrackedJob| rank(&job.status) <= rank(status);
-            let found = self
-                .scan(key, status, &missing, may_hold, usize::MAX)
-                .await?;
+        let mut take = |missing: &mut HashMap<String, TrackedJob>, found: Vec<JobSnapshot>| {
             for snapshot in found {
                 let id = snapshot.id.clone();
                 missing.remove(&id);
                 record(&id, Some(snapshot));
             }
+        };
+
+        let submitted = |job: &TrackedJob| rank(&job.status) == 0;
+        let found = self
+            .scan(key, "SUBMITTED", &missing, submitted, usize::MAX)
+            .await?;
+        take(&mut missing, found);
+        // Jobs tracked as SUBMITTED that the listing no longer shows have started or finished.
+        let started: HashSet<String> = missing
+            .iter()
+            .filter(|(_, job)| submitted(job))
+            .map(|(id, _)| id.clone())
+            .collect();
+        if depth == Depth::Full {
+            let found = self
+                .scan(key, "PROGRESSING", &missing, |_| true, usize::MAX)
+                .await?;
+            take(&mut missing, found);
         }
+
+        let pages = missing.len().div_ceil(LIST_PAGE_SIZE as usize);
+        let max_pages = match depth {
+            // Every job still missing has finished, so the listings hold them all.
+            Depth::Full => pages + 1,
+            // Most missing jobs still run. Reading back to the oldest of them may take as
+            // many pages as the PROGRESSING listing, so a status round stops sooner.
+            Depth::Status => pages.div_ceil(STATUS_ROUNDS as usize + 1).max(1),
+        };
         for status in ["COMPLETE", "ERROR", "CANCELED"] {
             if missing.is_empty() {
                 break;
             }
-            let pages = missing
-                .len()
-                .div_ceil(crate::aws::mediaconvert::LIST_PAGE_SIZE as usize);
             let found = self
-                .scan(key, status, &missing, |_| true, pages + 1)
+                .scan(key, status, &missing, |_| true, max_pages)
                 .await?;
-            for snapshot in found {
-                let id = snapshot.id.clone();
-                missing.remove(&id);
-                record(&id, Some(snapshot));
-            }
+            take(&mut missing, found);
+        }
+
+        if depth == Depth::Status {
+            missing.retain(|id, _| started.contains(id));
+            let found = self
+                .scan(key, "PROGRESSING", &missing, |_| true, usize::MAX)
+                .await?;
+            take(&mut missing, found);
         }
         for id in missing.into_keys() {
             let snapshot = self.mediaconvert.get_job(&key.region, &id).await?;
@@ -534,6 +575,32 @@ impl State {
     }
 }
 
+/// Listings that a round reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Depth {
+    /// Every listing a job may be in, which also returns each job's progress.
+    Full,
+    /// Listings that show a change of status: SUBMITTED, the terminal listings and,
+    /// for jobs that just left SUBMITTED, PROGRESSING. The progress of running jobs, a
+    /// page per 20 of them, is not read.
+    Status,
+}
+
+/// Status rounds between two full rounds while jobs run. Progress is read every fourth
+/// round and changes of status every round.
+const STATUS_ROUNDS: u32 = 3;
+
+/// Running jobs above which status rounds cost fewer calls than full rounds. A status
+/// round reads at least one page of each of the three terminal listings, and a full
+/// round one page of the PROGRESSING listing per 20 running jobs.
+const STATUS_ROUNDS_FROM: usize = 4 * LIST_PAGE_SIZE as usize;
+
+/// Reports whether status rounds between full rounds save calls for `jobs`.
+fn status_rounds_pay(jobs: &HashMap<String, TrackedJob>) -> bool {
+    let running = jobs.values().filter(|job| rank(&job.status) == 1).count();
+    running > STATUS_ROUNDS_FROM
+}
+
 /// Changes found by one round.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Changes {
@@ -544,14 +611,20 @@ struct Changes {
 }
 
 impl Changes {
-    /// Interval before the next round. A job that changed status brings the next round to
-    /// `min`, because its resource may be waiting on it. Progress alone lets the interval
-    /// double up to four times `min`, so a queue full of long transcodes is read less often
-    /// while its percentages rise. With no change at all it doubles up to `max`.
-    fn next_interval(self, interval: Duration, intervals: SyncIntervals) -> Duration {
+    /// Interval before the next round, after a full round. A job that changed status
+    /// brings the next round to `min`, because others are likely to follow. Progress alone
+    /// keeps `min` when status rounds follow, since they are cheap. Otherwise it lets the
+    /// interval double up to four times `min`, so a queue full of long transcodes is read
+    /// less often while its percentages rise. With no change at all it doubles up to `max`.
+    fn next_interval(
+        self,
+        interval: Duration,
+        intervals: SyncIntervals,
+        status_rounds: bool,
+    ) -> Duration {
         let SyncIntervals { min, max, .. } = intervals;
         let doubled = interval.saturating_mul(2);
-        if self.moved > 0 {
+        if self.moved > 0 || (self.progressed > 0 && status_rounds) {
             min
         } else if self.progressed > 0 {
             doubled.min(min.saturating_mul(4)).min(max).max(min)
@@ -633,7 +706,7 @@ mod tests {
     fn next(moved: usize, progressed: usize, seconds: u64) -> u64 {
         let changes = Changes { moved, progressed };
         changes
-            .next_interval(Duration::from_secs(seconds), INTERVALS)
+            .next_interval(Duration::from_secs(seconds), INTERVALS, false)
             .as_secs()
     }
 
@@ -648,6 +721,18 @@ mod tests {
         assert_eq!(next(0, 30, 10), 20);
         assert_eq!(next(0, 30, 20), 20);
         assert_eq!(next(0, 30, 60), 20);
+    }
+
+    #[test]
+    fn progress_keeps_minimum_before_status_rounds() {
+        let changes = Changes {
+            moved: 0,
+            progressed: 30,
+        };
+        let next = changes.next_interval(Duration::from_secs(5), INTERVALS, true);
+        assert_eq!(next, Duration::from_secs(5));
+        let quiet = Changes::default().next_interval(Duration::from_secs(5), INTERVALS, true);
+        assert_eq!(quiet, Duration::from_secs(10));
     }
 
     #[test]
@@ -804,6 +889,188 @@ mod tests {
         state.heard_ms.clear();
         let selection = state.select(&queue_key(), NOW_MS, WINDOW);
         assert_eq!(selected(&selection), ["job"]);
+    }
+
+    /// MediaConvert with jobs held in memory, newest first, that counts its reads.
+    #[derive(Default)]
+    struct MemoryMediaConvert {
+        jobs: Mutex<Vec<JobSnapshot>>,
+        /// `ListJobs` pages read, by status.
+        pages: Mutex<HashMap<String, usize>>,
+        gets: Mutex<usize>,
+    }
+
+    impl MemoryMediaConvert {
+        fn set(&self, id: &str, status: &str, percent: i32) {
+            let mut jobs = self.jobs.lock().unwrap();
+            let job = jobs.iter_mut().find(|job| job.id == id).expect("job");
+            job.status = status.into();
+            job.percent_complete = Some(percent);
+        }
+
+        fn pages(&self, status: &str) -> usize {
+            self.pages.lock().unwrap().get(status).copied().unwrap_or(0)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MediaConvert for MemoryMediaConvert {
+        async fn create_job(&self, _: &crate::aws::JobRequest) -> Result<JobSnapshot, AwsError> {
+            Err(AwsError::internal("the sync creates no job"))
+        }
+
+        async fn get_job(&self, _: &str, id: &str) -> Result<Option<JobSnapshot>, AwsError> {
+            *self.gets.lock().unwrap() += 1;
+            let jobs = self.jobs.lock().unwrap();
+            Ok(jobs.iter().find(|job| job.id == id).cloned())
+        }
+
+        async fn cancel_job(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> Result<crate::aws::CancelOutcome, AwsError> {
+            Err(AwsError::internal("the sync cancels no job"))
+        }
+
+        async fn list_jobs(
+            &self,
+            _: &str,
+            _: Option<&str>,
+            status: Option<&str>,
+            next_token: Option<String>,
+        ) -> Result<crate::aws::JobPage, AwsError> {
+            let status = status.unwrap_or_default();
+            *self.pages.lock().unwrap().entry(status.into()).or_default() += 1;
+            let start: usize = next_token.map_or(0, |token| token.parse().unwrap());
+            let jobs = self.jobs.lock().unwrap();
+            let listed: Vec<JobSnapshot> = jobs
+                .iter()
+                .filter(|job| job.status == status)
+                .skip(start)
+                .take(LIST_PAGE_SIZE as usize)
+                .cloned()
+                .collect();
+            let end = start + listed.len();
+            let more = jobs.iter().filter(|job| job.status == status).count() > end;
+            Ok(crate::aws::JobPage {
+                jobs: listed,
+                next_token: more.then(|| end.to_string()),
+            })
+        }
+    }
+
+    /// Builds a sync that tracks `count` running jobs at 10 %, created one second apart.
+    fn running_jobs(
+        count: usize,
+    ) -> (
+        Arc<MemoryMediaConvert>,
+        StatusSync,
+        HashMap<String, TrackedJob>,
+    ) {
+        let mediaconvert = Arc::new(MemoryMediaConvert::default());
+        let mut tracked = HashMap::new();
+        for index in (0..count).rev() {
+            let id = format!("job-{index:04}");
+            let mut snapshot = job("PROGRESSING", Some(10));
+            snapshot.id = id.clone();
+            snapshot.created_at = Some(1_764_900_000 + index as i64);
+            mediaconvert.jobs.lock().unwrap().push(snapshot.clone());
+            let job = TrackedJob {
+                object: ObjectRef::new(&id),
+                created_at: snapshot.created_at,
+                status: "PROGRESSING".into(),
+            };
+            tracked.insert(id, job);
+        }
+        let sync = StatusSync::new(mediaconvert.clone(), INTERVALS);
+        // The jobs are tracked without `track`, which would start the queue's loop.
+        let mut state = sync.state();
+        for id in tracked.keys() {
+            state.queue_of.insert(id.clone(), queue_key());
+        }
+        let queue = Queue {
+            jobs: tracked.clone(),
+            wake: Arc::new(Notify::new()),
+        };
+        state.queues.insert(queue_key(), queue);
+        drop(state);
+        (mediaconvert, sync, tracked)
+    }
+
+    fn status_of(sync: &StatusSync, id: &str) -> Option<(String, Option<i32>)> {
+        let snapshot = sync.observation(id)?.snapshot?;
+        Some((snapshot.status, snapshot.percent_complete))
+    }
+
+    #[test]
+    fn status_rounds_start_above_eighty_running_jobs() {
+        assert!(!status_rounds_pay(&running_jobs(80).2));
+        assert!(status_rounds_pay(&running_jobs(81).2));
+    }
+
+    #[tokio::test]
+    async fn status_round_finds_finished_jobs_without_progress_pages() {
+        let (mediaconvert, sync, tracked) = running_jobs(200);
+        mediaconvert.set("job-0150", "COMPLETE", 100);
+        mediaconvert.set("job-0010", "ERROR", 40);
+        mediaconvert.set("job-0100", "PROGRESSING", 60);
+
+        let changes = sync
+            .round(&queue_key(), tracked, Depth::Status)
+            .await
+            .unwrap();
+
+        assert_eq!(
+            changes,
+            Changes {
+                moved: 2,
+                progressed: 0
+            }
+        );
+        assert_eq!(mediaconvert.pages("PROGRESSING"), 0);
+        assert_eq!(*mediaconvert.gets.lock().unwrap(), 0);
+        let complete = status_of(&sync, "job-0150");
+        assert_eq!(complete, Some(("COMPLETE".into(), Some(100))));
+        assert_eq!(status_of(&sync, "job-0010").unwrap().0, "ERROR");
+        assert_eq!(status_of(&sync, "job-0100"), None);
+    }
+
+    #[tokio::test]
+    async fn full_round_reads_progress() {
+        let (mediaconvert, sync, tracked) = running_jobs(200);
+        mediaconvert.set("job-0100", "PROGRESSING", 60);
+
+        let changes = sync
+            .round(&queue_key(), tracked, Depth::Full)
+            .await
+            .unwrap();
+
+        assert_eq!(changes.moved, 200);
+        assert_eq!(mediaconvert.pages("PROGRESSING"), 10);
+        let progress = status_of(&sync, "job-0100");
+        assert_eq!(progress, Some(("PROGRESSING".into(), Some(60))));
+    }
+
+    #[tokio::test]
+    async fn status_round_reads_jobs_that_left_submitted() {
+        let (mediaconvert, sync, mut tracked) = running_jobs(200);
+        for id in ["job-0199", "job-0198"] {
+            tracked.get_mut(id).unwrap().status = "SUBMITTED".into();
+        }
+        mediaconvert.set("job-0198", "SUBMITTED", 0);
+
+        let changes = sync
+            .round(&queue_key(), tracked, Depth::Status)
+            .await
+            .unwrap();
+
+        assert_eq!(changes.moved, 2);
+        assert_eq!(mediaconvert.pages("PROGRESSING"), 1);
+        let started = status_of(&sync, "job-0199");
+        assert_eq!(started, Some(("PROGRESSING".into(), Some(10))));
+        let queued = status_of(&sync, "job-0198");
+        assert_eq!(queued, Some(("SUBMITTED".into(), Some(0))));
     }
 
     #[test]
