@@ -72,7 +72,8 @@ struct RunArgs {
     #[arg(long, env = "MCO_RETRY_MAX_SECONDS", default_value_t = 300)]
     retry_max_seconds: u64,
 
-    /// Resources reconciled at the same time.
+    /// Resources reconciled at the same time, per watched namespace. Resources whose job
+    /// changed are reconciled beside those, with as many at the same time.
     #[arg(long, env = "MCO_CONCURRENCY", default_value_t = 8)]
     concurrency: u16,
 

@@ -183,3 +183,61 @@ async fn burst_of_fifty_never_calls_describe_endpoints() {
     assert_eq!(creates, JOBS as u64, "expected one CreateJob per resource");
     assert_one_job_each(&setup.submitted_jobs().await, JOBS);
 }
+
+/// A job that finishes while a burst of new resources waits for the only reconcile slot
+/// shows `Complete` within seconds, not after the burst has been submitted.
+#[tokio::test]
+async fn finish_shown_during_submission_burst() {
+    const BURST: usize = 60;
+    let args = [
+        "--concurrency",
+        "1",
+        "--aws-rate-limit",
+        "mediaconvert=2",
+        "--poll-interval-seconds",
+        "1",
+    ];
+    let setup = setup_with("burst-finish", timeline(2_000, complete()), &args).await;
+    let api = setup.namespace.jobs();
+    create(&api, &job_yaml("first", "{type: S3}", BASE_SETTINGS)).await;
+    let submitted = wait_for(&api, "first", "submitted", |job| {
+        job.status
+            .as_ref()
+            .is_some_and(|status| status.job_id.is_some())
+    })
+    .await;
+    let job_id = submitted
+        .status
+        .and_then(|status| status.job_id)
+        .expect("job id");
+
+    let names: Vec<String> = (0..BURST)
+        .map(|index| format!("burst-{index:02}"))
+        .collect();
+    apply_all(&api, &names).await;
+    wait_for(&api, "first", "Complete", phase_is("Complete")).await;
+    let shown_ms = mediaconvert_operator::controller::sync::now_ms();
+
+    // Two CreateJob calls per second submit the burst over about 30 s.
+    let resources = api.list(&Default::default()).await.expect("list resources");
+    let waiting = resources
+        .items
+        .iter()
+        .filter(|job| {
+            job.status
+                .as_ref()
+                .is_none_or(|status| status.job_id.is_none())
+        })
+        .count();
+    assert!(
+        waiting >= BURST / 2,
+        "only {waiting} resources still waited for submission"
+    );
+    let job = setup.env.proxy().get_job(&job_id).await;
+    let finished_ms = job["finishedMs"].as_i64().expect("finish time");
+    let delay_ms = shown_ms - finished_ms;
+    assert!(
+        delay_ms < 10_000,
+        "Complete was shown {delay_ms} ms after the job finished"
+    );
+}

@@ -1,6 +1,7 @@
 //! The `MediaConvertJob` controller: validate, submit once, follow, clean up.
 
 pub mod adopt;
+mod changes;
 mod cleanup;
 mod follow;
 mod patch;
@@ -166,6 +167,8 @@ pub struct Context {
     /// When an Event failure was last logged at warn level, and how many were logged at
     /// debug level since, so that a denied Event permission does not flood the log.
     event_failures: Mutex<(Option<Instant>, u64)>,
+    /// Resources being reconciled, by the controller or for a changed job.
+    locks: changes::ObjectLocks,
 }
 
 impl Context {
@@ -195,6 +198,7 @@ impl Context {
             health: Arc::new(Health::new(false)),
             failures: Mutex::default(),
             event_failures: Mutex::default(),
+            locks: changes::ObjectLocks::default(),
         }
     }
 
@@ -330,7 +334,8 @@ pub async fn run(context: Arc<Context>, namespaces: Vec<String>) {
 }
 
 /// Runs one controller over the resources that `jobs` lists. `changed_jobs` names the
-/// resources whose MediaConvert job the status sync saw change.
+/// resources whose MediaConvert job the status sync saw change, which are reconciled
+/// beside the controller's queue (see [`changes`]).
 async fn watch(
     jobs: Api<MediaConvertJob>,
     changed_jobs: impl futures::Stream<Item = reflector::ObjectRef<MediaConvertJob>> + Send + 'static,
@@ -346,7 +351,7 @@ async fn watch(
     // only the status fields that later reconciles read, so thousands of them stay small.
     let (reader, writer) = reflector::store();
     context.metrics.watch_store(reader.clone());
-    let changes = watcher(jobs, watcher::Config::default().any_semantic())
+    let updates = watcher(jobs, watcher::Config::default().any_semantic())
         .inspect(move |event| match event {
             Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
             Ok(_) => watch_health.record(true),
@@ -367,8 +372,10 @@ async fn watch(
             predicates::generation.combine(predicates::finalizers),
             PredicateConfig::default(),
         );
-    Controller::for_stream(changes, reader)
-        .reconcile_on(changed_jobs)
+    let (retry, retries) = futures::channel::mpsc::unbounded();
+    let changed = changes::apply_changes(changed_jobs, reader.clone(), retry, context.clone());
+    let controller = Controller::for_stream(updates, reader)
+        .reconcile_on(retries)
         .with_config(config)
         .shutdown_on_signal()
         .run(reconcile, error_policy, context)
@@ -382,8 +389,12 @@ async fn watch(
                 }
                 Err(error) => tracing::debug!(%error, "Reconcile failed"),
             }
-        })
-        .await;
+        });
+    // The changes end with the controller, which stops on a shutdown signal.
+    tokio::select! {
+        () = controller => {}
+        () = changed => {}
+    }
 }
 
 /// Removes the fields that later reconciles do not read from a finished resource's cached
@@ -404,6 +415,10 @@ fn strip_finished(status: &mut MediaConvertJobStatus) {
 /// Reconciles one resource: the finalizer wraps the apply and cleanup steps.
 #[tracing::instrument(skip_all, fields(namespace = job.namespace(), name = %job.name_any()))]
 async fn reconcile(job: Arc<MediaConvertJob>, context: Arc<Context>) -> Result<Action> {
+    let _lock = context
+        .locks
+        .lock(reflector::ObjectRef::from_obj(&*job))
+        .await;
     let namespace = job.namespace().unwrap_or_default();
     let api: Api<MediaConvertJob> = Api::namespaced(context.client.clone(), &namespace);
     let name = job.name_any();
