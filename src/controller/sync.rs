@@ -442,18 +442,20 @@ impl StatusSync {
             take(&mut missing, found);
         }
 
-        let pages = missing.len().div_ceil(LIST_PAGE_SIZE as usize);
-        let max_pages = match depth {
-            // Every job still missing has finished, so the listings hold them all.
-            Depth::Full => pages + 1,
-            // Most missing jobs still run. Reading back to the oldest of them may take as
-            // many pages as the PROGRESSING listing, so a status round stops sooner.
-            Depth::Status => pages.div_ceil(STATUS_ROUNDS as usize + 1).max(1),
-        };
+        let running_pages = missing.len().div_ceil(LIST_PAGE_SIZE as usize);
         for status in ["COMPLETE", "ERROR", "CANCELED"] {
             if missing.is_empty() {
                 break;
             }
+            let max_pages = match depth {
+                // Every job still missing has finished, and a page costs no more than
+                // reading one of them with `GetJob`.
+                Depth::Full => missing.len(),
+                // Most missing jobs still run. Reading back to the oldest of them may take
+                // as many pages as the PROGRESSING listing, so a status round reads at most
+                // half as many, and the next full round finds the rest.
+                Depth::Status => running_pages.div_ceil(2),
+            };
             let found = self
                 .scan(key, status, &missing, |_| true, max_pages)
                 .await?;
@@ -1050,6 +1052,28 @@ mod tests {
         assert_eq!(mediaconvert.pages("PROGRESSING"), 10);
         let progress = status_of(&sync, "job-0100");
         assert_eq!(progress, Some(("PROGRESSING".into(), Some(60))));
+    }
+
+    #[tokio::test]
+    async fn full_round_lists_finished_jobs_instead_of_reading_each() {
+        let (mediaconvert, sync, mut tracked) = running_jobs(200);
+        for index in 0..150 {
+            mediaconvert.set(&format!("job-{index:04}"), "COMPLETE", 100);
+        }
+        // Ten of the finished jobs, spread over the COMPLETE listing, are not known yet.
+        tracked.retain(|id, _| {
+            let index: usize = id["job-".len()..].parse().unwrap();
+            index < 150 && index.is_multiple_of(15)
+        });
+
+        let changes = sync
+            .round(&queue_key(), tracked, Depth::Full)
+            .await
+            .unwrap();
+
+        assert_eq!(changes.moved, 10);
+        assert_eq!(*mediaconvert.gets.lock().unwrap(), 0);
+        assert_eq!(mediaconvert.pages("COMPLETE"), 8);
     }
 
     #[tokio::test]
