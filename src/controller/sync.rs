@@ -451,10 +451,9 @@ impl StatusSync {
                 // Every job still missing has finished, and a page costs no more than
                 // reading one of them with `GetJob`.
                 Depth::Full => missing.len(),
-                // Most missing jobs still run. Reading back to the oldest of them may take
-                // as many pages as the PROGRESSING listing, so a status round reads at most
-                // half as many, and the next full round finds the rest.
-                Depth::Status => running_pages.div_ceil(2),
+                // Most missing jobs still run. A status round reads no more pages than the
+                // PROGRESSING listing would take, and the next full round finds the rest.
+                Depth::Status => running_pages,
             };
             let found = self
                 .scan(key, status, &missing, |_| true, max_pages)
