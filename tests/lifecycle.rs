@@ -385,6 +385,27 @@ async fn ttl_deletes_finished_resource() {
     wait_deleted(&api, "short-lived").await;
 }
 
+/// With the longest sync interval, a finished resource is still deleted soon after its
+/// TTL, not at the next periodic reconcile.
+#[tokio::test]
+async fn ttl_kept_with_long_interval() {
+    let args = ["--max-poll-interval-seconds", "60"];
+    let setup = setup_with("ttl-long", timeline(300, complete()), &args).await;
+    let api = setup.namespace.jobs();
+    let mut job = job_yaml("short-lived", "{type: S3}", BASE_SETTINGS);
+    job.spec.ttl_seconds_after_finished = Some(2);
+    create(&api, &job).await;
+
+    wait_for(&api, "short-lived", "Complete", phase_is("Complete")).await;
+    let complete_at = std::time::Instant::now();
+    wait_deleted(&api, "short-lived").await;
+    let waited = complete_at.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(20),
+        "deleted {waited:?} after Complete, with a TTL of 2 s"
+    );
+}
+
 #[tokio::test]
 async fn orphan_policy_leaves_job_running() {
     let setup = setup("orphan", timeline(600_000, complete())).await;

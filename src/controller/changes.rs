@@ -40,9 +40,20 @@ pub async fn apply_changes(
                 let _ = retry.unbounded_send(object);
                 continue;
             };
-            if let Err(error) = super::reconcile(job, context.clone()).await {
-                tracing::debug!(%error, %object, "Reconcile of a changed job failed; queueing it for a retry");
-                let _ = retry.unbounded_send(object);
+            let expires = job.spec.ttl_seconds_after_finished.is_some();
+            let job_id = job.status.as_ref().and_then(|status| status.job_id.clone());
+            match super::reconcile(job, context.clone()).await {
+                Err(error) => {
+                    tracing::debug!(%error, %object, "Reconcile of a changed job failed; queueing it for a retry");
+                    let _ = retry.unbounded_send(object);
+                }
+                // The reconcile's requeue for `ttlSecondsAfterFinished` would be lost here,
+                // so the controller reconciles the finished resource once more and schedules
+                // its deletion.
+                Ok(_) if expires && job_id.is_some_and(|id| context.sync.is_finished(&id)) => {
+                    let _ = retry.unbounded_send(object);
+                }
+                Ok(_) => {}
             }
         }
     });

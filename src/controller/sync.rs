@@ -258,6 +258,11 @@ impl StatusSync {
         matches!(tokio::time::timeout(timeout, done).await, Ok(Ok(_)))
     }
 
+    /// Reports whether the resource of `job_id` has recorded that its job finished.
+    pub fn is_finished(&self, job_id: &str) -> bool {
+        self.written.borrow().get(job_id) == Some(&FINISHED)
+    }
+
     /// Number of jobs the sync follows.
     pub fn tracked(&self) -> usize {
         self.state().queue_of.len()
