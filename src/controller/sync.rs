@@ -435,11 +435,15 @@ impl StatusSync {
             .await?;
         take(&mut missing, found);
         // Jobs tracked as SUBMITTED that the listing no longer shows have started or finished.
-        let started: HashSet<String> = missing
-            .iter()
-            .filter(|(_, job)| submitted(job))
-            .map(|(id, _)| id.clone())
-            .collect();
+        // Only a status round looks for them apart, since a full round reads PROGRESSING anyway.
+        let started: HashSet<String> = match depth {
+            Depth::Full => HashSet::new(),
+            Depth::Status => missing
+                .iter()
+                .filter(|(_, job)| submitted(job))
+                .map(|(id, _)| id.clone())
+                .collect(),
+        };
         if depth == Depth::Full {
             let found = self
                 .scan(key, "PROGRESSING", &missing, |_| true, usize::MAX)
@@ -1059,7 +1063,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn full_round_lists_finished_jobs_instead_of_reading_each() {
+    async fn full_round_lists_finished_jobs() {
         let (mediaconvert, sync, mut tracked) = running_jobs(200);
         for index in 0..150 {
             mediaconvert.set(&format!("job-{index:04}"), "COMPLETE", 100);
