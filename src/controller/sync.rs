@@ -435,7 +435,7 @@ impl StatusSync {
             .await?;
         take(&mut missing, found);
         // Jobs tracked as SUBMITTED that the listing no longer shows have started or finished.
-        // Only a status round looks for them apart, since a full round reads PROGRESSING anyway.
+        // Only a status round reads them separately, because a full round reads PROGRESSING.
         let started: HashSet<String> = match depth {
             Depth::Full => HashSet::new(),
             Depth::Status => missing
