@@ -23,7 +23,7 @@ pub const GROUP: &str = "mediaconvert.operators.dev";
 ///
 /// The operator checks that the encryption will work, submits the job once, follows it to
 /// the end and mirrors its state into `status`.
-#[derive(CustomResource, Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[kube(
     group = "mediaconvert.operators.dev",
     version = "v1alpha1",

@@ -23,7 +23,7 @@ use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, predicates, refl
 use kube::{Api, Client, ResourceExt};
 use thiserror::Error;
 
-use crate::api::{JobPhase, MediaConvertJob, MediaConvertJobStatus};
+use crate::api::{JobPhase, MediaConvertJob, MediaConvertJobSpec, MediaConvertJobStatus};
 use crate::aws::{AwsError, ErrorClass, MediaConvert};
 use crate::health::Health;
 use crate::metrics::Metrics;
@@ -33,9 +33,6 @@ use sync::{StatusSync, SyncIntervals};
 
 /// Finalizer that lets the operator cancel a running job before its resource goes away.
 pub const FINALIZER: &str = "mediaconvert.operators.dev/cancel-job";
-
-/// Annotation in which client-side `kubectl apply` keeps a copy of the whole object.
-const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Field manager of the operator's status writes.
 pub const MANAGER: &str = "mediaconvert-operator";
@@ -346,9 +343,8 @@ async fn watch(
     // Only spec edits (generation) and finalizer changes start a reconcile. The operator's
     // own status writes do not, so a status patch never feeds back into another pass.
     // The status sync wakes a resource when its job changed; requeues are the safety net.
-    // The cache keeps no managed fields, no client-side apply annotation and no job
-    // settings, because submission reads the object afresh. Finished resources also keep
-    // only the status fields that later reconciles read, so thousands of them stay small.
+    // The cache keeps only what reconciles read from it (see `trim_for_cache`), so thousands of
+    // resources stay small. Submission reads the object afresh.
     let (reader, writer) = reflector::store();
     context.metrics.watch_store(reader.clone());
     let updates = watcher(jobs, watcher::Config::default().any_semantic())
@@ -358,14 +354,7 @@ async fn watch(
             Err(_) => watch_health.record(false),
         })
         .default_backoff()
-        .modify(|job| {
-            job.managed_fields_mut().clear();
-            job.annotations_mut().remove(LAST_APPLIED_ANNOTATION);
-            job.spec.settings = serde_json::Value::Null;
-            if let Some(status) = job.status.as_mut() {
-                strip_finished(status);
-            }
-        })
+        .modify(trim_for_cache)
         .reflect(writer)
         .applied_objects()
         .predicate_filter(
@@ -394,6 +383,27 @@ async fn watch(
     tokio::select! {
         () = controller => {}
         () = changed => {}
+    }
+}
+
+/// Drops from a cached resource what no reconcile reads there. Submission and adoption
+/// read the object afresh, and each status write applies the whole status, so it stays.
+fn trim_for_cache(job: &mut MediaConvertJob) {
+    // Set to None rather than cleared, because a cleared list or map keeps its allocation.
+    job.metadata.managed_fields = None;
+    job.metadata.labels = None;
+    job.metadata.annotations = None;
+    let spec = std::mem::take(&mut job.spec);
+    job.spec = MediaConvertJobSpec {
+        region: spec.region,
+        queue: spec.queue,
+        deletion_policy: spec.deletion_policy,
+        active_deadline_seconds: spec.active_deadline_seconds,
+        ttl_seconds_after_finished: spec.ttl_seconds_after_finished,
+        ..MediaConvertJobSpec::default()
+    };
+    if let Some(status) = job.status.as_mut() {
+        strip_finished(status);
     }
 }
 
@@ -527,6 +537,60 @@ mod tests {
         assert_eq!(finished.job_id.as_deref(), Some("1700000000000-abc123"));
         assert!(finished.outputs.is_empty());
         assert_eq!(finished.error_message, None);
+    }
+
+    #[test]
+    fn cache_keeps_fields_reconciles_read() {
+        let mut job: MediaConvertJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "mediaconvert.operators.dev/v1alpha1",
+            "kind": "MediaConvertJob",
+            "metadata": {
+                "name": "trailer",
+                "namespace": "media",
+                "uid": "6f1c2a9e-0b7d-4d2e-9c1a-3e5f7a9b1c2d",
+                "resourceVersion": "42",
+                "generation": 2,
+                "finalizers": [FINALIZER],
+                "labels": {"app.kubernetes.io/instance": "season-2"},
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]
+            },
+            "spec": {
+                "region": "eu-west-1",
+                "role": "arn:aws:iam::111122223333:role/MediaConvertRole",
+                "queue": "Premium",
+                "userMetadata": {"episode": "s02e01"},
+                "tags": {"team": "media"},
+                "encryption": {"type": "KMS", "kmsKeyArn": "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"},
+                "settings": {"Inputs": [{"FileInput": "s3://example-media-in/trailer.mov"}]},
+                "deletionPolicy": "Orphan",
+                "activeDeadlineSeconds": 3600,
+                "ttlSecondsAfterFinished": 600
+            },
+            "status": status(JobPhase::Progressing)
+        }))
+        .unwrap();
+
+        trim_for_cache(&mut job);
+
+        assert_eq!(job.metadata.managed_fields, None);
+        assert_eq!(job.metadata.labels, None);
+        assert_eq!(job.metadata.annotations, None);
+        assert_eq!(job.finalizers(), [FINALIZER]);
+        assert_eq!(job.metadata.generation, Some(2));
+        assert_eq!(job.resource_version().as_deref(), Some("42"));
+
+        assert_eq!(job.spec.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(job.spec.queue.as_deref(), Some("Premium"));
+        assert_eq!(job.spec.deletion_policy, crate::api::DeletionPolicy::Orphan);
+        assert_eq!(job.spec.active_deadline_seconds, Some(3600));
+        assert_eq!(job.spec.ttl_seconds_after_finished, Some(600));
+        assert!(job.spec.user_metadata.is_empty());
+        assert!(job.spec.tags.is_empty());
+        assert_eq!(job.spec.encryption.kms_key_arn, None);
+        assert_eq!(job.spec.settings, serde_json::Value::Null);
+
+        assert_eq!(job.status, Some(status(JobPhase::Progressing)));
     }
 
     #[test]
