@@ -4,7 +4,7 @@
 //! Push events (see [`crate::events`]) feed the same store. While they flow, the loops
 //! only read jobs that have had no news for a while (see [`SyncIntervals::staleness`]).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -271,7 +271,7 @@ impl StatusSync {
     /// Stores a newer state of `job_id` and queues its resource for a reconcile. A state older
     /// than the stored one, by status order and then by time, is ignored, so events that
     /// arrive late or twice never move a job backwards.
-    pub fn observe(&self, job_id: &str, snapshot: Option<JobSnapshot>, at_ms: i64) -> Outcome {
+    pub fn observe(&self, job_id: &str, mut snapshot: Option<JobSnapshot>, at_ms: i64) -> Outcome {
         let mut state = self.state();
         if self.written.borrow().get(job_id) == Some(&FINISHED) {
             return Outcome::Stale;
@@ -282,7 +282,14 @@ impl StatusSync {
         });
 
         let object = match tracked {
-            Some(object) => object,
+            Some(object) => {
+                // User metadata only serves to find the resource of an untracked job, and
+                // thousands of running jobs would each keep a copy.
+                if let Some(snapshot) = snapshot.as_mut() {
+                    snapshot.user_metadata = BTreeMap::new();
+                }
+                object
+            }
             None => match snapshot.as_ref().and_then(owner_of) {
                 Some(object) if state.untracked.len() < MAX_UNTRACKED => {
                     state.untracked.insert(job_id.to_string());
@@ -1011,6 +1018,25 @@ mod tests {
     fn status_of(sync: &StatusSync, id: &str) -> Option<(String, Option<i32>)> {
         let snapshot = sync.observation(id)?.snapshot?;
         Some((snapshot.status, snapshot.percent_complete))
+    }
+
+    #[test]
+    fn tracked_job_kept_without_user_metadata() {
+        let (_, sync, _) = running_jobs(1);
+        let mut snapshot = job("PROGRESSING", Some(20));
+        snapshot.id = "job-0000".into();
+        snapshot
+            .user_metadata
+            .insert(format!("{RESERVED_METADATA_PREFIX}name"), "job-0000".into());
+
+        let first = sync.observe("job-0000", Some(snapshot.clone()), now_ms());
+        let again = sync.observe("job-0000", Some(snapshot), now_ms());
+
+        assert!(matches!(first, Outcome::Stored(_)));
+        assert_eq!(again, Outcome::Stale);
+        let stored = sync.observation("job-0000").unwrap().snapshot.unwrap();
+        assert!(stored.user_metadata.is_empty());
+        assert_eq!(stored.percent_complete, Some(20));
     }
 
     #[test]
