@@ -81,7 +81,7 @@ pub struct MediaConvertJobSpec {
     pub tags: BTreeMap<String, String>,
 
     /// Server-side encryption that the operator writes into every selected S3 output group.
-    pub encryption: EncryptionSpec,
+    pub encryption: Box<EncryptionSpec>,
 
     /// MediaConvert `JobSettings`, as exported from the console or written for the AWS CLI
     /// (`Inputs`, `OutputGroups`, ...), or in the REST API's camelCase spelling. The

@@ -74,11 +74,11 @@ pub struct MediaConvertJobStatus {
 
     /// Encryption applied to the outputs, as sent to MediaConvert.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub encryption: Option<EncryptionStatus>,
+    pub encryption: Option<Box<EncryptionStatus>>,
 
     /// Results of the checks run before submission.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub validation: Option<ValidationStatus>,
+    pub validation: Option<Box<ValidationStatus>>,
 
     /// Standard conditions: Validated, Submitted, Complete, Failed and Ready, plus
     /// StatusTrimmed when the status had to be shortened to fit the API server's limit.

@@ -69,10 +69,10 @@ pub async fn validate_and_submit(
     let generation = job.metadata.generation;
     let mut status = job.status_or_default();
     status.observed_generation = generation;
-    status.validation = Some(ValidationStatus {
+    status.validation = Some(Box::new(ValidationStatus {
         checked_at: Some(now()),
         checks: outcome.checks,
-    });
+    }));
 
     match outcome.verdict {
         Verdict::Reject { finding, retry } => {
@@ -279,7 +279,7 @@ async fn submit(
     status.submission_token = Some(token);
     status.phase = Some(JobPhase::Submitting);
     status.error_message = None;
-    status.encryption = Some(validated.encryption.clone());
+    status.encryption = Some(Box::new(validated.encryption.clone()));
     status.region = Some(validated.region.clone());
     let generation = job.metadata.generation;
     set_condition(

@@ -210,7 +210,7 @@ mod tests {
     #[test]
     fn aws_managed_key_needs_no_arn() {
         let mut spec = spec();
-        spec.encryption = EncryptionSpec::default();
+        *spec.encryption = EncryptionSpec::default();
         assert_eq!(check(&spec, "us-east-1").unwrap().key_region, None);
     }
 
