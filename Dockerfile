@@ -2,7 +2,8 @@
 # runtime stage with no shell and no package manager that runs as non-root.
 # hack/check-image.sh runs the build stage's steps without Docker in CI.
 
-FROM docker.io/library/rust:1.95-slim-bookworm AS build
+# The full image, because jemalloc's build needs make, which the slim one lacks.
+FROM docker.io/library/rust:1.95-bookworm AS build
 WORKDIR /src
 
 # Dependencies first, built from the manifests alone, so this layer is reused

@@ -1,5 +1,8 @@
 #![forbid(unsafe_code)]
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
