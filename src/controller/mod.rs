@@ -263,8 +263,9 @@ pub struct EventRecorder {
     current: Mutex<(Recorder, usize)>,
 }
 
-/// Events one recorder publishes before a fresh one takes over. Its cache table holds a
-/// 1,000-byte Event and its key per slot, so 200 Events (256 slots) keep it near 0.4 MiB.
+/// Events one recorder publishes before a fresh one takes over. Each slot of its cache
+/// table stores a 1,000-byte Event and its key, so 200 Events (256 slots) take an
+/// estimated 0.4 MiB.
 const EVENTS_PER_RECORDER: usize = 200;
 
 impl EventRecorder {
@@ -388,7 +389,7 @@ async fn watch(
 }
 
 /// Drops from a cached resource what no reconcile reads there. Submission and adoption
-/// read the object afresh, and each status write applies the whole status, so it stays.
+/// read the object afresh. The status stays whole, because each status write applies all of it.
 fn trim_for_cache(job: &mut MediaConvertJob) {
     // Set to None rather than cleared, because a cleared list or map keeps its allocation.
     job.metadata.managed_fields = None;

@@ -221,7 +221,7 @@ impl StatusSync {
         state.observations.remove(job_id);
         state.untracked.remove(job_id);
         state.heard_ms.remove(job_id);
-        if self.written.borrow().get(job_id) == Some(&FINISHED) {
+        if self.is_finished(job_id) {
             return;
         }
         state.finished.push_back(job_id.to_string());
@@ -273,7 +273,7 @@ impl StatusSync {
     /// arrive late or twice never move a job backwards.
     pub fn observe(&self, job_id: &str, mut snapshot: Option<JobSnapshot>, at_ms: i64) -> Outcome {
         let mut state = self.state();
-        if self.written.borrow().get(job_id) == Some(&FINISHED) {
+        if self.is_finished(job_id) {
             return Outcome::Stale;
         }
         let tracked = state.queue_of.get(job_id).and_then(|key| {
@@ -410,7 +410,12 @@ impl StatusSync {
         depth: Depth,
     ) -> Result<Changes, AwsError> {
         let mut changes = Changes::default();
-        let mut record = |id: &str, snapshot: Option<JobSnapshot>| {
+        let mut record = |id: &str, mut snapshot: Option<JobSnapshot>| {
+            // A round reads only tracked jobs, whose stored state has no user metadata (see
+            // `observe`). Dropping it here lets an unchanged job skip `observe`.
+            if let Some(snapshot) = snapshot.as_mut() {
+                snapshot.user_metadata = BTreeMap::new();
+            }
             self.state().heard(id, now_ms());
             let known = self.observation(id).map(|known| known.snapshot);
             if known.as_ref() == Some(&snapshot) {
